@@ -1,0 +1,174 @@
+"""The `maild` command line: parse arguments, call the services, print results.
+
+Every listing has --json. Exit codes: 0 success, 1 a failed check or
+operation, 2 bad input (config, arguments, files) with a one-line error on
+stderr naming the file and field. No business logic here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from maild.app import App, build_app
+from maild.clock import Clock, FixedClock, SystemClock, parse_instant
+from maild.config import load_config
+from maild.errors import ConfigError, MaildError, NotFoundError
+from maild.logs import setup_logging
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _out(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+
+
+def _clock(args: argparse.Namespace) -> Clock:
+    now = getattr(args, "now", None)
+    if not now:
+        return SystemClock()
+    try:
+        return FixedClock(parse_instant(now))
+    except ValueError:
+        raise ConfigError(f"--now: not an ISO 8601 time: {now!r}") from None
+
+
+def _app(args: argparse.Namespace) -> App:
+    return build_app(load_config(args.config), _clock(args))
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from maild.store.db import upgrade
+
+    app = _app(args)
+    before, after = upgrade(app.engine)
+    url = app.engine.url.render_as_string(hide_password=True)
+    print(f"database {url}: {before or 'empty'} -> {after}" if before != after
+          else f"database {url}: already at {after}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from maild.daemon import run_forever, run_once
+
+    app = _app(args)
+    app.require_schema()
+    if args.once:
+        progress = (lambda line: print(line, file=sys.stderr)) if sys.stderr.isatty() else None
+        reports = run_once(app, progress)
+        summary = {"stored": sum(r.stored for r in reports),
+                   "new_tickets": sum(r.new_tickets for r in reports)}
+        if args.json:
+            _out(summary)
+        else:
+            print(f"stored {summary['stored']} message(s), {summary['new_tickets']} new ticket(s)")
+        return 0
+    run_forever(app)
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from maild.checks import run_checks
+
+    results = run_checks(_app(args))
+    if args.json:
+        _out([r.__dict__ for r in results])
+    else:
+        for r in results:
+            print(f"[{'ok' if r.ok else 'FAIL':>4}] {r.name}: {r.detail}")
+    return 0 if all(r.ok for r in results) else 1
+
+
+def cmd_tickets_list(args: argparse.Namespace) -> int:
+    from maild.views import list_tickets
+
+    app = _app(args)
+    app.require_schema()
+    with app.sessions() as session:
+        rows = list_tickets(session, args.status, args.limit)
+    if args.json:
+        _out(rows)
+        return 0
+    for t in rows:
+        print(f"#{t['id']:<5} {t['status']:<8} {t['priority']:<7} {t['customer']:<32} "
+              f"{t['message_count']:>3} msg  {t['subject'][:60]}")
+    print(f"{len(rows)} ticket(s)")
+    return 0
+
+
+def cmd_tickets_show(args: argparse.Namespace) -> int:
+    from maild.views import show_ticket
+
+    app = _app(args)
+    app.require_schema()
+    with app.sessions() as session:
+        data = show_ticket(session, args.id)
+    if args.json:
+        _out(data)
+        return 0
+    print(f"#{data['id']} [{data['status']}/{data['priority']}] {data['subject']}")
+    print(f"customer {data['customer']}  created {data['created_at']}  "
+          f"first response {data['first_response_at'] or '-'}")
+    for m in data["messages"]:
+        flag = " (auto)" if m["auto"] else ""
+        print(f"  {m['direction']:>3} {m['arrived_at']} {m['from']}{flag}: {m['subject']}")
+    for e in data["events"]:
+        print(f"  event {e['at']} {e['kind']} {e.get('reason', '')}".rstrip())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="maild", description="Email-support automation daemon")
+    p.add_argument("--config", help="config file (default: $MAILD_CONFIG or ./maild.toml)")
+    p.add_argument("--log-level", default="INFO")
+    p.add_argument("--log-json", action="store_true", help="log JSON lines")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="the daemon (or one cycle with --once)")
+    run.add_argument("--once", action="store_true", help="one full cycle, then exit")
+    run.add_argument("--now", help="ISO 8601 time to use as the clock")
+    run.add_argument("--json", action="store_true")
+    run.set_defaults(func=cmd_run)
+
+    db = sub.add_parser("db", help="database schema").add_subparsers(dest="db_cmd", required=True)
+    db.add_parser("upgrade", help="create or migrate the database").set_defaults(
+        func=cmd_db_upgrade)
+
+    check = sub.add_parser("check", help="validate config, rules, macros; try logins")
+    check.add_argument("--json", action="store_true")
+    check.set_defaults(func=cmd_check)
+
+    tickets = sub.add_parser("tickets", help="list and show tickets").add_subparsers(
+        dest="tickets_cmd", required=True)
+    tl = tickets.add_parser("list", help="list tickets")
+    tl.add_argument("--status", choices=["new", "open", "pending", "solved", "spam"])
+    tl.add_argument("--limit", type=int)
+    tl.add_argument("--json", action="store_true")
+    tl.set_defaults(func=cmd_tickets_list)
+    ts = tickets.add_parser("show", help="one ticket with messages and events")
+    ts.add_argument("id", type=int)
+    ts.add_argument("--json", action="store_true")
+    ts.set_defaults(func=cmd_tickets_show)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log_level, args.log_json)
+    try:
+        return int(args.func(args))
+    except (ConfigError, NotFoundError) as exc:
+        print(f"maild: error: {exc}", file=sys.stderr)
+        return 2
+    except MaildError as exc:
+        print(f"maild: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

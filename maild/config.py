@@ -1,0 +1,270 @@
+"""Load and validate maild's TOML configuration into frozen dataclasses.
+
+The dataclasses below ARE the schema: every key, its type, its default and its
+one-line documentation (field metadata "doc") live here, and `maild check` and
+the docs are checked against them. Errors are one line naming the file and the
+key. Secrets are never read from the file itself: only `password_env` (a
+variable name) or `password_file` (a path). This module reads the config file
+and, when asked, a password file or variable; it does nothing else.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from maild.errors import ConfigError
+
+SECURITY_MODES = ("tls", "starttls", "none")
+
+
+def doc(text: str, **kw: Any) -> Any:
+    """A dataclass field with its documentation attached."""
+    return field(metadata={"doc": text}, **kw)
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    url: str = doc("SQLAlchemy URL: sqlite:///maild.db or postgresql+psycopg://…",
+                   default="sqlite:///maild.db")
+
+
+@dataclass(frozen=True)
+class MailboxConfig:
+    address: str = doc("the shared support address, e.g. support@example.com")
+    imap_host: str = doc("IMAP server host name")
+    username: str = doc("IMAP login name")
+    imap_port: int = doc("IMAP port (993 for tls, 143 for starttls)", default=993)
+    security: str = doc("tls | starttls | none (none needs allow_insecure)", default="tls")
+    allow_insecure: bool = doc("permit security = none (tests, loopback only)", default=False)
+    password_env: str | None = doc("name of the variable holding the password", default=None)
+    password_file: str | None = doc("path of a file holding the password", default=None)
+    ca_file: str | None = doc("extra CA bundle to verify the server with", default=None)
+    inbox_folder: str = doc("folder customers write to", default="INBOX")
+    sent_folder: str | None = doc("Sent folder; default: found by SPECIAL-USE \\Sent",
+                                  default=None)
+    drafts_folder: str | None = doc("Drafts folder; default: SPECIAL-USE \\Drafts", default=None)
+    idle: bool = doc("use IMAP IDLE when the server offers it", default=True)
+    poll_seconds: int = doc("polling interval without IDLE", default=60)
+    batch_size: int = doc("messages fetched per IMAP FETCH and committed together", default=200)
+    mark_seen: bool = doc("mark ingested customer mail as \\Seen (default: leave unread)",
+                          default=False)
+    timeout_seconds: int = doc("IMAP socket timeout", default=60)
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    host: str = doc("SMTP submission host")
+    port: int = doc("SMTP port (587 starttls, 465 tls)", default=587)
+    security: str = doc("tls | starttls | none (none needs allow_insecure)", default="starttls")
+    allow_insecure: bool = doc("permit security = none (tests, loopback only)", default=False)
+    username: str | None = doc("SMTP login; omit for no AUTH", default=None)
+    password_env: str | None = doc("name of the variable holding the password", default=None)
+    password_file: str | None = doc("path of a file holding the password", default=None)
+    ca_file: str | None = doc("extra CA bundle to verify the server with", default=None)
+    timeout_seconds: int = doc("SMTP timeout", default=30)
+
+
+@dataclass(frozen=True)
+class SlaConfig:
+    timezone: str = doc("IANA time zone of the support team", default="UTC")
+    business_hours: str = doc("e.g. 'Mon-Fri 09:00-18:00'", default="Mon-Fri 09:00-18:00")
+    first_response: str = doc("first-response target in business time, e.g. 4h", default="4h")
+    holidays: str | None = doc("country code for public holidays, e.g. TR", default=None)
+
+
+@dataclass(frozen=True)
+class DigestConfig:
+    to: tuple[str, ...] = doc("managers who receive the daily digest", default=())
+    at: str = doc("local time the digest is sent, HH:MM", default="08:00")
+
+
+@dataclass(frozen=True)
+class PathsConfig:
+    rules: str = doc("directory of rule files", default="rules")
+    macros: str = doc("directory of macro templates", default="templates/macros")
+    templates: str = doc("directory of auto-reply and digest templates", default="templates")
+
+
+@dataclass(frozen=True)
+class ThreadingConfig:
+    window_days: int = doc("same-customer same-subject fallback window", default=7)
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    database: DatabaseConfig
+    mailboxes: tuple[MailboxConfig, ...]
+    smtp: SmtpConfig | None
+    sla: SlaConfig
+    digest: DigestConfig
+    paths: PathsConfig
+    threading: ThreadingConfig
+
+    def resolve(self, relative: str) -> Path:
+        """A path from the config, relative to the config file's directory."""
+        p = Path(relative).expanduser()
+        return p if p.is_absolute() else self.path.parent / p
+
+
+SECTIONS: dict[str, type] = {
+    "database": DatabaseConfig,
+    "mailbox": MailboxConfig,
+    "smtp": SmtpConfig,
+    "sla": SlaConfig,
+    "digest": DigestConfig,
+    "paths": PathsConfig,
+    "threading": ThreadingConfig,
+}
+
+
+def _type_ok(value: Any, hint: Any) -> bool:
+    origin = typing.get_origin(hint)
+    if origin in (types.UnionType, typing.Union):
+        return any(_type_ok(value, arg) for arg in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if origin is tuple:
+        (item,) = typing.get_args(hint)[:1]
+        return isinstance(value, list) and all(_type_ok(v, item) for v in value)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def _type_name(hint: Any) -> str:
+    return str(hint).replace("typing.", "").replace("<class '", "").replace("'>", "")
+
+
+def build_section(cls: type, table: Any, where: str) -> Any:
+    """Instantiate dataclass `cls` from a TOML table; errors name `where.key`."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: expected a table")
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in fields(cls)}
+    for key in table:
+        if key not in known:
+            raise ConfigError(f"{where}.{key}: unknown key")
+    values: dict[str, Any] = {}
+    for name, f in known.items():
+        if name not in table:
+            if f.default is MISSING:
+                raise ConfigError(f"{where}.{name}: missing (required)")
+            continue
+        value = table[name]
+        if not _type_ok(value, hints[name]):
+            raise ConfigError(f"{where}.{name}: expected {_type_name(hints[name])}, "
+                              f"got {value!r}")
+        values[name] = tuple(value) if isinstance(value, list) else value
+    return cls(**values)
+
+
+def _check_security(obj: MailboxConfig | SmtpConfig, where: str) -> None:
+    if obj.security not in SECURITY_MODES:
+        raise ConfigError(f"{where}.security: must be one of {', '.join(SECURITY_MODES)}, "
+                          f"got {obj.security!r}")
+    if obj.security == "none" and not obj.allow_insecure:
+        raise ConfigError(f"{where}.security: 'none' sends the password in clear; "
+                          "set allow_insecure = true to accept that")
+    if obj.password_env and obj.password_file:
+        raise ConfigError(f"{where}: give password_env or password_file, not both")
+
+
+def _check_values(cfg: Config) -> None:
+    for i, mb in enumerate(cfg.mailboxes):
+        where = "mailbox" if len(cfg.mailboxes) == 1 else f"mailbox[{i}]"
+        _check_security(mb, where)
+        if "@" not in mb.address:
+            raise ConfigError(f"{where}.address: not an email address: {mb.address!r}")
+        if mb.batch_size < 1 or mb.poll_seconds < 1:
+            raise ConfigError(f"{where}: batch_size and poll_seconds must be positive")
+    if cfg.smtp is not None:
+        _check_security(cfg.smtp, "smtp")
+    addresses = [mb.address.lower() for mb in cfg.mailboxes]
+    if len(set(addresses)) != len(addresses):
+        raise ConfigError("mailbox.address: the same address is configured twice")
+    hh, _, mm = cfg.digest.at.partition(":")
+    if not (hh.isdigit() and mm.isdigit() and int(hh) < 24 and int(mm) < 60):
+        raise ConfigError(f"digest.at: expected HH:MM, got {cfg.digest.at!r}")
+    if cfg.threading.window_days < 0:
+        raise ConfigError("threading.window_days: must be >= 0")
+
+
+def _reject_secrets(data: Mapping[str, Any], where: str) -> None:
+    for key, value in data.items():
+        if key in ("password", "secret", "pass"):
+            raise ConfigError(f"{where}{key}: secrets never go in the config file; "
+                              "use password_env or password_file")
+        if isinstance(value, dict):
+            _reject_secrets(value, f"{where}{key}.")
+
+
+def parse_config(data: dict[str, Any], path: Path) -> Config:
+    """Validate an already-parsed TOML document (`path` is used in messages)."""
+    _reject_secrets(data, "")
+    for key in data:
+        if key not in SECTIONS:
+            raise ConfigError(f"{key}: unknown section")
+    raw_mb = data.get("mailbox")
+    if raw_mb is None:
+        raise ConfigError("mailbox: missing (at least one [mailbox] or [[mailbox]] table)")
+    tables = raw_mb if isinstance(raw_mb, list) else [raw_mb]
+    mailboxes = tuple(build_section(MailboxConfig, t, "mailbox" if len(tables) == 1
+                                    else f"mailbox[{i}]") for i, t in enumerate(tables))
+    smtp = build_section(SmtpConfig, data["smtp"], "smtp") if "smtp" in data else None
+    cfg = Config(
+        path=path,
+        database=build_section(DatabaseConfig, data.get("database", {}), "database"),
+        mailboxes=mailboxes,
+        smtp=smtp,
+        sla=build_section(SlaConfig, data.get("sla", {}), "sla"),
+        digest=build_section(DigestConfig, data.get("digest", {}), "digest"),
+        paths=build_section(PathsConfig, data.get("paths", {}), "paths"),
+        threading=build_section(ThreadingConfig, data.get("threading", {}), "threading"),
+    )
+    _check_values(cfg)
+    return cfg
+
+
+def load_config(path: str | os.PathLike[str] | None,
+                environ: Mapping[str, str] | None = None) -> Config:
+    """Read the config from `path`, else $MAILD_CONFIG, else ./maild.toml."""
+    env = os.environ if environ is None else environ
+    chosen = Path(path or env.get("MAILD_CONFIG") or "maild.toml")
+    try:
+        text = chosen.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{chosen}: cannot read config: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{chosen}: invalid TOML: {exc}") from None
+    try:
+        return parse_config(data, chosen.resolve())
+    except ConfigError as exc:
+        raise ConfigError(f"{chosen}: {exc}") from None
+
+
+def read_secret(obj: MailboxConfig | SmtpConfig, cfg: Config, where: str,
+                environ: Mapping[str, str] | None = None) -> str | None:
+    """The password named by password_env / password_file, or None if neither."""
+    env = os.environ if environ is None else environ
+    if obj.password_env:
+        if obj.password_env not in env:
+            raise ConfigError(f"{where}.password_env: variable {obj.password_env} is not set")
+        return env[obj.password_env]
+    if obj.password_file:
+        secret_path = cfg.resolve(obj.password_file)
+        try:
+            return secret_path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"{where}.password_file: cannot read {secret_path}: "
+                              f"{exc.strerror}") from None
+    return None

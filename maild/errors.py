@@ -1,0 +1,38 @@
+"""maild's own exception tree.
+
+Every error a person can meet carries a message they can act on (which file,
+which key, which server). Library exceptions are translated at the edges
+(config loading, IMAP, SMTP, templates); nothing here does I/O.
+"""
+
+
+class MaildError(Exception):
+    """Base class: a failure with a message meant for a person."""
+
+
+class ConfigError(MaildError):
+    """The configuration file is missing, malformed or has a bad value."""
+
+
+class MailboxError(MaildError):
+    """IMAP connection, login or protocol failure."""
+
+
+class SendError(MaildError):
+    """SMTP connection, login or delivery failure."""
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+class RuleError(MaildError):
+    """A rule file is malformed: names the file, the rule and the field."""
+
+
+class TemplateError(MaildError):
+    """A macro or mail template is malformed or failed to render."""
+
+
+class NotFoundError(MaildError):
+    """A ticket, macro or other named object does not exist."""

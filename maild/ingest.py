@@ -1,0 +1,135 @@
+"""Store fetched messages as tickets: parse, de-duplicate, thread, record.
+
+One database transaction per fetched batch, one SAVEPOINT per message: the
+folder checkpoint (UIDVALIDITY, last UID) advances in the same transaction as
+the messages it covers, so a crash loses nothing and repeats nothing. A message
+that fails is quarantined raw with its error and the batch goes on. After a
+message is stored, the registered handlers (rules, auto-replies, drafts) run
+in the same transaction. This module does no IMAP or SMTP I/O itself.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from maild.clock import Clock
+from maild.parse import ParsedMessage, parse_message
+from maild.store import repo
+from maild.store.models import FolderState, Quarantine
+from maild.tickets import StoredMessage, TicketWriter
+
+log = logging.getLogger("maild.ingest")
+
+
+@dataclass(frozen=True)
+class IngestItem:
+    uid: int | None
+    raw: bytes
+    internaldate: datetime | None
+
+
+@dataclass
+class BatchResult:
+    stored: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+    parse_errors: int = 0
+    new_tickets: int = 0
+    last_uid: int = 0
+    ticket_ids: list[int] = field(default_factory=list)
+
+
+class MessageHandler(Protocol):
+    """Runs after a message is stored, inside the same transaction."""
+
+    name: str
+
+    def handle(self, session: Session, stored: StoredMessage, parsed: ParsedMessage) -> None: ...
+
+
+class Ingestor:
+    def __init__(self, sessions: sessionmaker[Session], clock: Clock, mailbox_address: str,
+                 *, own_addresses: Sequence[str] = (), window_days: int = 7,
+                 handlers: Sequence[MessageHandler] = ()) -> None:
+        self.sessions = sessions
+        self.clock = clock
+        self.address = mailbox_address.lower()
+        self.own = frozenset(a.lower() for a in (*own_addresses, mailbox_address))
+        self.window = timedelta(days=window_days)
+        self.handlers = tuple(handlers)
+
+    def mailbox_id(self) -> int:
+        with self.sessions.begin() as session:
+            return repo.get_or_create_mailbox(session, self.address, self.clock.now()).id
+
+    def checkpoint(self, role: str) -> FolderState | None:
+        with self.sessions() as session:
+            return repo.get_folder_state(session, self.mailbox_id(), role)
+
+    def ingest_batch(self, role: str, folder: str, uidvalidity: int | None,
+                     items: Sequence[IngestItem], highest_modseq: int | None = None) -> BatchResult:
+        """Store `items` from `folder` (role inbox|sent) and advance its checkpoint."""
+        result = BatchResult()
+        with self.sessions.begin() as session:
+            mailbox = repo.get_or_create_mailbox(session, self.address, self.clock.now())
+            writer = TicketWriter(session, mailbox.id, self.own, self.window)
+            for item in items:
+                self._one(session, writer, role, folder, uidvalidity, item, result)
+                result.last_uid = max(result.last_uid, item.uid or 0)
+            if uidvalidity is not None:
+                self._advance(session, mailbox.id, role, folder, uidvalidity,
+                              result.last_uid, highest_modseq)
+        return result
+
+    def _one(self, session: Session, writer: TicketWriter, role: str, folder: str,
+             uidvalidity: int | None, item: IngestItem, result: BatchResult) -> None:
+        try:
+            with session.begin_nested():
+                parsed = parse_message(item.raw)
+                stored = writer.add(parsed, item.raw, role=role, folder=folder,
+                                    uidvalidity=uidvalidity, uid=item.uid,
+                                    internaldate=item.internaldate, now=self.clock.now())
+                if stored is None:
+                    result.duplicates += 1
+                    return
+                for handler in self.handlers:
+                    handler.handle(session, stored, parsed)
+        except Exception as exc:
+            log.exception("quarantined uid=%s folder=%s: %s", item.uid, folder, exc)
+            self._quarantine(session, writer.mailbox_id, folder, uidvalidity, item, exc)
+            result.quarantined += 1
+            return
+        result.stored += 1
+        result.parse_errors += parsed.parse_error is not None
+        result.new_tickets += stored.new_ticket
+        result.ticket_ids.append(stored.ticket.id)
+
+    def _quarantine(self, session: Session, mailbox_id: int, folder: str,
+                    uidvalidity: int | None, item: IngestItem, exc: Exception) -> None:
+        with session.begin_nested():
+            session.add(Quarantine(mailbox_id=mailbox_id, folder=folder, uidvalidity=uidvalidity,
+                                   uid=item.uid, error=f"{type(exc).__name__}: {exc}"[:2000],
+                                   raw=item.raw, at=self.clock.now()))
+
+    def _advance(self, session: Session, mailbox_id: int, role: str, folder: str,
+                 uidvalidity: int, last_uid: int, modseq: int | None) -> None:
+        state = repo.get_folder_state(session, mailbox_id, role)
+        now = self.clock.now()
+        if state is None:
+            state = FolderState(mailbox_id=mailbox_id, role=role, name=folder,
+                                uidvalidity=uidvalidity, last_uid=0, updated_at=now)
+            session.add(state)
+        if state.uidvalidity != uidvalidity:
+            log.warning("%s: UIDVALIDITY changed %s -> %s; rescanned, de-duplicated by "
+                        "Message-ID", folder, state.uidvalidity, uidvalidity)
+            state.uidvalidity, state.last_uid = uidvalidity, 0
+        state.name = folder
+        state.last_uid = max(state.last_uid, last_uid)
+        state.highest_modseq = modseq if modseq is not None else state.highest_modseq
+        state.updated_at = now

@@ -1,0 +1,207 @@
+"""IMAP access for one shared mailbox, over imapclient.
+
+This is the only module that sees imapclient and its bytes-keyed responses:
+it hands out plain typed values (`FolderStatus`, `FetchedMessage`) and raises
+`MailboxError` with a message naming the server. It never marks customer mail
+\\Seen (fetches use BODY.PEEK[]) and never moves or deletes mail, except for
+drafts maild itself placed. It knows nothing about tickets or the database.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import socket
+import ssl
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import imapclient
+from imapclient.exceptions import IMAPClientError
+
+from maild.errors import MailboxError
+
+IDLE_MAX_SECONDS = 25 * 60  # re-issue IDLE well before the RFC 2177 29-minute limit
+FETCH_ITEMS = [b"BODY.PEEK[]", b"INTERNALDATE"]
+APPENDUID_RE = re.compile(r"APPENDUID (\d+) (\d+)", re.IGNORECASE)
+NETWORK_ERRORS = (IMAPClientError, OSError, socket.timeout, ssl.SSLError, EOFError)
+
+
+@dataclass(frozen=True)
+class ImapSettings:
+    host: str
+    port: int
+    security: str  # tls | starttls | none
+    username: str
+    password: str
+    ca_file: str | None = None
+    timeout: float = 60.0
+
+
+@dataclass(frozen=True)
+class FolderStatus:
+    name: str
+    uidvalidity: int
+    uidnext: int
+    exists: int
+    highest_modseq: int | None
+
+
+@dataclass(frozen=True)
+class FetchedMessage:
+    uid: int
+    raw: bytes
+    internaldate: datetime | None
+
+
+def tls_context(ca_file: str | None) -> ssl.SSLContext:
+    """Verifying context; a custom CA adds to, never replaces, verification."""
+    ctx = ssl.create_default_context()
+    if ca_file:
+        ctx.load_verify_locations(cafile=ca_file)
+    return ctx
+
+
+ClientFactory = Callable[..., Any]
+
+
+class MailboxClient:
+    """One logged-in IMAP connection. Use as a context manager."""
+
+    def __init__(self, settings: ImapSettings,
+                 factory: ClientFactory = imapclient.IMAPClient) -> None:
+        self.settings = settings
+        self._factory = factory
+        self._client: Any = None
+        self.selected: str | None = None
+
+    def _where(self) -> str:
+        return f"IMAP {self.settings.host}:{self.settings.port}"
+
+    def connect(self) -> MailboxClient:
+        s = self.settings
+        try:
+            ctx = tls_context(s.ca_file)
+            client = self._factory(s.host, port=s.port, ssl=s.security == "tls",
+                                   ssl_context=ctx, timeout=s.timeout)
+            if s.security == "starttls":
+                client.starttls(ctx)
+            client.normalise_times = False
+            client.login(s.username, s.password)
+        except imapclient.exceptions.LoginError as exc:
+            raise MailboxError(f"{self._where()}: login failed for {s.username}: "
+                               f"{_text(exc)}") from None
+        except NETWORK_ERRORS as exc:
+            raise MailboxError(f"{self._where()}: cannot connect: {_text(exc)}") from None
+        self._client = client
+        return self
+
+    def __enter__(self) -> MailboxClient:
+        return self if self._client is not None else self.connect()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            try:
+                client.logout()
+            except Exception:  # closing a broken connection must not raise
+                with contextlib.suppress(Exception):
+                    client.shutdown()
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            raise MailboxError(f"{self._where()}: not connected")
+        return self._client
+
+    def capabilities(self) -> set[str]:
+        return {c.decode().upper() for c in self._call(self.client.capabilities)}
+
+    def has_idle(self) -> bool:
+        return "IDLE" in self.capabilities()
+
+    def find_special_folder(self, flag: str) -> str | None:
+        """Name of the folder with SPECIAL-USE `flag` (e.g. '\\Sent'), or None."""
+        want = flag.encode().lower()
+        for flags, _delim, name in self._call(self.client.list_folders):
+            if any(f.lower() == want for f in flags):
+                return str(name)
+        return None
+
+    def select(self, folder: str) -> FolderStatus:
+        info = self._call(self.client.select_folder, folder, readonly=False)
+        self.selected = folder
+        modseq = info.get(b"HIGHESTMODSEQ")
+        return FolderStatus(folder, int(info[b"UIDVALIDITY"]), int(info.get(b"UIDNEXT", 0)),
+                            int(info.get(b"EXISTS", 0)), int(modseq) if modseq else None)
+
+    def uids_above(self, last_uid: int) -> list[int]:
+        """UIDs greater than last_uid in the selected folder, ascending."""
+        found = self._call(self.client.search, ["UID", f"{last_uid + 1}:*"])
+        return sorted(u for u in found if u > last_uid)
+
+    def fetch(self, uids: Sequence[int], batch: int = 200) -> Iterator[list[FetchedMessage]]:
+        """Yield the messages in batches, without setting \\Seen."""
+        for i in range(0, len(uids), batch):
+            chunk = list(uids[i:i + batch])
+            data = self._call(self.client.fetch, chunk, FETCH_ITEMS)
+            out = []
+            for uid in chunk:
+                item = data.get(uid)
+                if item is None:  # expunged between SEARCH and FETCH
+                    continue
+                raw = item.get(b"BODY[]") or b""
+                out.append(FetchedMessage(uid, raw, _aware(item.get(b"INTERNALDATE"))))
+            yield out
+
+    def add_flags(self, uids: Sequence[int], flags: Sequence[str]) -> None:
+        self._call(self.client.add_flags, list(uids), [f.encode() for f in flags])
+
+    def append(self, folder: str, raw: bytes, flags: Sequence[str] = (),
+               when: datetime | None = None) -> int | None:
+        """APPEND a message; returns its UID when the server has UIDPLUS."""
+        resp = self._call(self.client.append, folder, raw, [f.encode() for f in flags], when)
+        return _appenduid(resp)
+
+    def idle_wait(self, seconds: float) -> bool:
+        """IDLE on the selected folder up to `seconds`; True if the server said something."""
+        seconds = min(seconds, IDLE_MAX_SECONDS)
+        self._call(self.client.idle)
+        try:
+            responses = self._call(self.client.idle_check, timeout=seconds)
+        finally:
+            self._call(self.client.idle_done)
+        return bool(responses)
+
+    def noop(self) -> None:
+        self._call(self.client.noop)
+
+    def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except NETWORK_ERRORS as exc:
+            raise MailboxError(f"{self._where()}: {fn.__name__} failed: {_text(exc)}") from None
+
+
+def _aware(value: Any) -> datetime | None:
+    if not isinstance(value, datetime):
+        return None
+    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _appenduid(resp: Any) -> int | None:
+    text = resp.decode(errors="replace") if isinstance(resp, bytes) else str(resp)
+    m = APPENDUID_RE.search(text)
+    return int(m.group(2)) if m else None
+
+
+def _text(exc: BaseException) -> str:
+    msg = exc.args[0] if exc.args else exc
+    if isinstance(msg, bytes):
+        msg = msg.decode(errors="replace")
+    return str(msg) or type(exc).__name__

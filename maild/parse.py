@@ -1,0 +1,222 @@
+"""Turn raw RFC 5322 bytes into one small, frozen, typed value.
+
+`parse_message` never raises: a message mail-parser cannot read still yields a
+`ParsedMessage` with `parse_error` set, best-effort headers and the raw text,
+so the caller can store it, flag it and move on. This module does no I/O and
+knows nothing about tickets, IMAP or the database.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import hashlib
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.header import decode_header, make_header
+from email.message import Message
+from email.utils import getaddresses
+from html.parser import HTMLParser
+from typing import Any
+
+import mailparser
+
+MSGID_RE = re.compile(r"<[^<>\s]+>")
+_WS_RE = re.compile(r"\s+")
+
+
+@dataclass(frozen=True)
+class Address:
+    """One mailbox: display name and lower-cased address."""
+
+    name: str
+    addr: str
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """Attachment metadata only; the bytes stay in the raw source."""
+
+    filename: str
+    content_type: str
+    size: int
+
+
+@dataclass(frozen=True)
+class ParsedMessage:
+    """Everything maild reads from one message, decoded once."""
+
+    message_id: str
+    subject: str
+    from_addr: str
+    from_name: str = ""
+    to: tuple[Address, ...] = ()
+    cc: tuple[Address, ...] = ()
+    reply_to: tuple[Address, ...] = ()
+    in_reply_to: tuple[str, ...] = ()
+    references: tuple[str, ...] = ()
+    date: datetime | None = None
+    text: str = ""
+    html: str = ""
+    attachments: tuple[Attachment, ...] = ()
+    headers: tuple[tuple[str, str], ...] = ()
+    content_type: str = "text/plain"
+    raw_size: int = 0
+    message_id_synthetic: bool = False
+    parse_error: str | None = None
+    defects: tuple[str, ...] = field(default=())
+
+    def header(self, name: str) -> str | None:
+        """First value of header `name` (case-insensitive), or None."""
+        lname = name.lower()
+        for key, value in self.headers:
+            if key.lower() == lname:
+                return value
+        return None
+
+    def header_all(self, name: str) -> list[str]:
+        lname = name.lower()
+        return [value for key, value in self.headers if key.lower() == lname]
+
+    @property
+    def thread_ids(self) -> tuple[str, ...]:
+        """In-Reply-To first, then References newest first: the order to try."""
+        seen: list[str] = []
+        for mid in (*self.in_reply_to, *reversed(self.references)):
+            if mid not in seen:
+                seen.append(mid)
+        return tuple(seen)
+
+
+def clean_text(value: str) -> str:
+    """Drop NUL bytes (PostgreSQL refuses them in text) and lone surrogates."""
+    return value.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+
+
+def clean_header(value: str) -> str:
+    """One line, no control characters: safe to store and to echo into headers."""
+    return _WS_RE.sub(" ", clean_text(value)).strip()
+
+
+def decode_header_value(value: Any) -> str:
+    if value is None:
+        return ""
+    raw = str(value)
+    try:
+        decoded = str(make_header(decode_header(raw)))
+    except (ValueError, LookupError, UnicodeError):
+        decoded = raw
+    return clean_header(decoded)
+
+
+def extract_ids(value: str | None) -> tuple[str, ...]:
+    """Message-IDs in a header value, in order, de-duplicated."""
+    if not value:
+        return ()
+    out: list[str] = []
+    for mid in MSGID_RE.findall(value):
+        if mid not in out:
+            out.append(mid)
+    return tuple(out)
+
+
+def synthetic_message_id(raw: bytes) -> str:
+    return f"<{hashlib.sha256(raw).hexdigest()[:40]}@maild.invalid>"
+
+
+def _addresses(values: Iterable[str]) -> tuple[Address, ...]:
+    out: list[Address] = []
+    for name, addr in getaddresses([decode_header_value(v) for v in values]):
+        addr = clean_header(addr).lower()
+        if addr and "@" in addr:
+            out.append(Address(clean_header(name), addr))
+    return tuple(out)
+
+
+class _TextExtractor(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._skip = 0
+
+    def handle_starttag(self, tag: str, attrs: Any) -> None:
+        if tag in ("script", "style"):
+            self._skip += 1
+        elif tag in ("br", "p", "div", "tr", "li"):
+            self.parts.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("script", "style") and self._skip:
+            self._skip -= 1
+
+    def handle_data(self, data: str) -> None:
+        if not self._skip:
+            self.parts.append(data)
+
+
+def html_to_text(html: str) -> str:
+    parser = _TextExtractor()
+    try:
+        parser.feed(html)
+        parser.close()
+    except Exception:  # HTMLParser is lenient; never let markup stop ingest
+        return html
+    return re.sub(r"\n{3,}", "\n\n", "".join(parser.parts)).strip()
+
+
+def _headers(msg: Message) -> tuple[tuple[str, str], ...]:
+    return tuple((clean_header(str(k)), decode_header_value(v)) for k, v in msg.items())
+
+
+def _attachments(items: list[dict[str, Any]]) -> tuple[Attachment, ...]:
+    out = []
+    for att in items:
+        payload = att.get("payload") or ""
+        size = len(payload) * 3 // 4 if att.get("binary") else len(str(payload).encode())
+        name = clean_header(att.get("safe_filename") or att.get("filename") or "")
+        ctype = clean_header(att.get("mail_content_type") or "application/octet-stream")
+        out.append(Attachment(name, ctype.lower(), size))
+    return tuple(out)
+
+
+def _base_fields(msg: Message, raw: bytes) -> dict[str, Any]:
+    """Header-derived fields, read with the stdlib parser (never fails)."""
+    mid_values = extract_ids(msg.get("Message-ID"))
+    message_id = mid_values[0] if mid_values else synthetic_message_id(raw)
+    from_ = _addresses(msg.get_all("From") or [])
+    return {
+        "message_id": message_id,
+        "message_id_synthetic": not mid_values,
+        "subject": decode_header_value(msg.get("Subject")),
+        "from_addr": from_[0].addr if from_ else "",
+        "from_name": from_[0].name if from_ else "",
+        "to": _addresses(msg.get_all("To") or []),
+        "cc": _addresses(msg.get_all("Cc") or []),
+        "reply_to": _addresses(msg.get_all("Reply-To") or []),
+        "in_reply_to": extract_ids(" ".join(msg.get_all("In-Reply-To") or [])),
+        "references": extract_ids(" ".join(msg.get_all("References") or [])),
+        "headers": _headers(msg),
+        "content_type": clean_header(msg.get_content_type()).lower(),
+        "raw_size": len(raw),
+        "defects": tuple(type(d).__name__ for d in msg.defects),
+    }
+
+
+def parse_message(raw: bytes) -> ParsedMessage:
+    """Parse `raw`; on any failure return a flagged best-effort value."""
+    msg = email.message_from_bytes(raw, policy=email.policy.compat32)
+    base = _base_fields(msg, raw)
+    try:
+        mp = mailparser.parse_from_bytes(raw)
+        text = clean_text("\n".join(mp.text_plain))
+        html = clean_text("\n".join(mp.text_html))
+        date = mp.date if isinstance(mp.date, datetime) else None
+        attachments = _attachments(mp.attachments)
+    except Exception as exc:  # mail-parser raises many types on broken MIME
+        fallback = clean_text(raw[:200_000].decode("utf-8", "replace"))
+        return ParsedMessage(**base, text=fallback, parse_error=f"{type(exc).__name__}: {exc}")
+    if not text and html:
+        text = html_to_text(html)
+    return ParsedMessage(**base, date=date, text=text, html=html, attachments=attachments)

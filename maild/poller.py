@@ -1,0 +1,146 @@
+"""Pull new mail from one mailbox's INBOX and Sent into the Ingestor.
+
+A cycle selects each folder, compares UIDVALIDITY with the stored checkpoint
+(a change means: rescan from UID 1, de-duplicating by Message-ID), fetches
+UIDs above the checkpoint in batches and hands each batch to the Ingestor,
+which commits it with the new checkpoint. `watch` repeats cycles, waiting
+with IDLE when the server offers it, and reconnects with capped exponential
+backoff. This module never decides threading and never writes SQL.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from maild.errors import MailboxError
+from maild.ingest import BatchResult, IngestItem, Ingestor
+from maild.mailbox import MailboxClient
+
+log = logging.getLogger("maild.poller")
+
+BACKOFF_START = 1.0
+BACKOFF_MAX = 300.0
+
+
+@dataclass
+class CycleReport:
+    folders: dict[str, BatchResult] = field(default_factory=dict)
+
+    @property
+    def stored(self) -> int:
+        return sum(r.stored for r in self.folders.values())
+
+    @property
+    def new_tickets(self) -> int:
+        return sum(r.new_tickets for r in self.folders.values())
+
+
+@dataclass(frozen=True)
+class FolderPlan:
+    role: str  # inbox | sent
+    name: str
+
+
+class Poller:
+    def __init__(self, client_factory: Callable[[], MailboxClient], ingestor: Ingestor, *,
+                 inbox: str = "INBOX", sent: str | None = None, batch_size: int = 200,
+                 mark_seen: bool = False) -> None:
+        self.client_factory = client_factory
+        self.ingestor = ingestor
+        self.inbox = inbox
+        self.sent = sent
+        self.batch_size = batch_size
+        self.mark_seen = mark_seen
+
+    def folders(self, client: MailboxClient) -> list[FolderPlan]:
+        sent = self.sent or client.find_special_folder("\\Sent")
+        plans = [FolderPlan("inbox", self.inbox)]
+        if sent:
+            plans.append(FolderPlan("sent", sent))
+        else:
+            log.warning("no Sent folder found (no SPECIAL-USE \\Sent); set mailbox.sent_folder "
+                        "so agent replies count")
+        return plans
+
+    def cycle(self, client: MailboxClient, progress: Callable[[str], None] | None = None
+              ) -> CycleReport:
+        """Fetch and ingest everything new in every folder, once."""
+        report = CycleReport()
+        for plan in self.folders(client):
+            report.folders[plan.role] = self._folder(client, plan, progress)
+        return report
+
+    def _folder(self, client: MailboxClient, plan: FolderPlan,
+                progress: Callable[[str], None] | None) -> BatchResult:
+        status = client.select(plan.name)
+        state = self.ingestor.checkpoint(plan.role)
+        start = 0
+        if state is not None and state.uidvalidity == status.uidvalidity:
+            start = state.last_uid
+        elif state is not None:
+            log.warning("%s: UIDVALIDITY %s -> %s: rescanning", plan.name, state.uidvalidity,
+                        status.uidvalidity)
+        uids = client.uids_above(start)
+        total = BatchResult(last_uid=start)
+        done = 0
+        for batch in client.fetch(uids, self.batch_size):
+            items = [IngestItem(m.uid, m.raw, m.internaldate) for m in batch]
+            res = self.ingestor.ingest_batch(plan.role, plan.name, status.uidvalidity, items,
+                                             status.highest_modseq)
+            _merge(total, res)
+            done += len(batch)
+            if self.mark_seen and plan.role == "inbox" and batch:
+                client.add_flags([m.uid for m in batch], ["\\Seen"])
+            if progress and len(uids) > self.batch_size:
+                progress(f"{plan.name}: {done}/{len(uids)} messages")
+        if not uids and state is None:  # remember UIDVALIDITY of an empty folder
+            self.ingestor.ingest_batch(plan.role, plan.name, status.uidvalidity, [],
+                                       status.highest_modseq)
+        return total
+
+    def run_once(self, progress: Callable[[str], None] | None = None) -> CycleReport:
+        with self.client_factory().connect() as client:
+            return self.cycle(client, progress)
+
+    def watch(self, stop: threading.Event, on_cycle: Callable[[CycleReport], None],
+              poll_seconds: float = 60.0, use_idle: bool = True) -> None:
+        """Cycle until `stop` is set: IDLE (or sleep) between cycles, reconnect on errors."""
+        backoff = BACKOFF_START
+        while not stop.is_set():
+            try:
+                with self.client_factory().connect() as client:
+                    backoff = BACKOFF_START
+                    idle = use_idle and client.has_idle()
+                    while not stop.is_set():
+                        on_cycle(self.cycle(client))
+                        self._wait(client, stop, poll_seconds, idle)
+            except MailboxError as exc:
+                log.error("%s; reconnecting in %.0f s", exc, backoff)
+                stop.wait(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX)
+
+    def _wait(self, client: MailboxClient, stop: threading.Event, seconds: float,
+              idle: bool) -> None:
+        if not idle:
+            stop.wait(seconds)
+            return
+        client.select(self.inbox)
+        waited = 0.0
+        step = min(seconds, 5.0)  # short IDLE slices so SIGTERM is honoured promptly
+        while waited < seconds and not stop.is_set():
+            if client.idle_wait(step):
+                return
+            waited += step
+
+
+def _merge(total: BatchResult, res: BatchResult) -> None:
+    total.stored += res.stored
+    total.duplicates += res.duplicates
+    total.quarantined += res.quarantined
+    total.parse_errors += res.parse_errors
+    total.new_tickets += res.new_tickets
+    total.last_uid = max(total.last_uid, res.last_uid)
+    total.ticket_ids.extend(res.ticket_ids)

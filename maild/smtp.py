@@ -1,0 +1,85 @@
+"""Deliver one message over SMTP with aiosmtplib; translate failures to SendError.
+
+TLS always verifies the server (a custom CA may be added, never verification
+turned off). A 4xx reply or a dropped connection is temporary; a 5xx reply is
+permanent (`SendError.permanent`). No queueing or retries here: see the outbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import aiosmtplib
+
+from maild.errors import SendError
+from maild.mailbox import tls_context
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str
+    port: int
+    security: str  # tls | starttls | none
+    username: str | None = None
+    password: str | None = None
+    ca_file: str | None = None
+    timeout: float = 30.0
+
+
+def _client(s: SmtpSettings) -> aiosmtplib.SMTP:
+    return aiosmtplib.SMTP(hostname=s.host, port=s.port, use_tls=s.security == "tls",
+                           start_tls=s.security == "starttls", timeout=s.timeout,
+                           tls_context=tls_context(s.ca_file) if s.security != "none" else None)
+
+
+def _where(s: SmtpSettings) -> str:
+    return f"SMTP {s.host}:{s.port}"
+
+
+async def _send(s: SmtpSettings, raw: bytes, sender: str, recipients: Sequence[str]) -> str:
+    smtp = _client(s)
+    try:
+        await smtp.connect()
+        if s.username:
+            await smtp.login(s.username, s.password or "")
+        errors, reply = await smtp.sendmail(sender, list(recipients), raw)
+    finally:
+        if smtp.is_connected:
+            try:
+                await smtp.quit()
+            except aiosmtplib.SMTPException:
+                smtp.close()
+    if errors:
+        raise SendError(f"{_where(s)}: refused recipients: {sorted(errors)}", permanent=True)
+    return reply
+
+
+def send(s: SmtpSettings, raw: bytes, sender: str, recipients: Sequence[str]) -> str:
+    """Send `raw` (bytes, already a full message); returns the server's final reply."""
+    try:
+        return asyncio.run(_send(s, raw, sender, recipients))
+    except aiosmtplib.SMTPResponseException as exc:
+        raise SendError(f"{_where(s)}: {exc.code} {exc.message}",
+                        permanent=500 <= exc.code < 600) from None
+    except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
+        raise SendError(f"{_where(s)}: {type(exc).__name__}: {exc}") from None
+
+
+def login_check(s: SmtpSettings) -> str:
+    """Connect, (STARTTLS,) log in and quit; returns a short description."""
+    async def probe() -> str:
+        smtp = _client(s)
+        await smtp.connect()
+        try:
+            if s.username:
+                await smtp.login(s.username, s.password or "")
+            return f"{_where(s)}: connected ({s.security})" + (
+                f", logged in as {s.username}" if s.username else "")
+        finally:
+            await smtp.quit()
+    try:
+        return asyncio.run(probe())
+    except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
+        raise SendError(f"{_where(s)}: {type(exc).__name__}: {exc}") from None

@@ -1,0 +1,187 @@
+"""SQLAlchemy 2.x models: the tables maild keeps, and nothing else.
+
+All times are stored as naive UTC and handed out as aware UTC (`UTCDateTime`).
+Migrations in `migrations/` must match these models (a test compares them).
+No queries or business logic here: see `maild.store.repo` and the services.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+TICKET_STATUSES = ("new", "open", "pending", "solved", "spam")
+PRIORITIES = ("low", "normal", "high", "urgent")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, naive UTC stored, aware UTC out."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; maild stores UTC only")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: dict[Any, Any] = {datetime: UTCDateTime, dict[str, Any]: JSON}
+
+
+class Mailbox(Base):
+    __tablename__ = "mailboxes"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    address: Mapped[str] = mapped_column(String(320), unique=True)
+    created_at: Mapped[datetime]
+
+
+class FolderState(Base):
+    """IMAP checkpoint of one folder: messages above last_uid are new."""
+
+    __tablename__ = "folder_states"
+    __table_args__ = (UniqueConstraint("mailbox_id", "role"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailboxes.id"))
+    role: Mapped[str] = mapped_column(String(16))  # inbox | sent
+    name: Mapped[str] = mapped_column(String(255))
+    uidvalidity: Mapped[int] = mapped_column(BigInteger)
+    last_uid: Mapped[int] = mapped_column(BigInteger, default=0)
+    highest_modseq: Mapped[int | None] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime]
+
+
+class Customer(Base):
+    __tablename__ = "customers"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    address: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(255), default="")
+    created_at: Mapped[datetime]
+
+
+class Ticket(Base):
+    __tablename__ = "tickets"
+    __table_args__ = (
+        Index("ix_tickets_status", "status"),
+        Index("ix_tickets_customer_subject", "customer_id", "normalized_subject"),
+        Index("ix_tickets_created_at", "created_at"),
+        Index("ix_tickets_sla_due_at", "sla_due_at"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailboxes.id"))
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    subject: Mapped[str] = mapped_column(Text)
+    normalized_subject: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16), default="new")
+    priority: Mapped[str] = mapped_column(String(16), default="normal")
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    sla_policy: Mapped[str | None] = mapped_column(String(64))
+    sla_due_at: Mapped[datetime | None]
+    sla_breached: Mapped[bool] = mapped_column(Boolean, default=False)
+    first_response_at: Mapped[datetime | None]
+    agent_replies: Mapped[int] = mapped_column(Integer, default=0)
+    assignee: Mapped[str | None] = mapped_column(String(320))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    last_customer_at: Mapped[datetime | None]
+    solved_at: Mapped[datetime | None]
+
+    customer: Mapped[Customer] = relationship()
+    messages: Mapped[list[MessageRow]] = relationship(
+        back_populates="ticket", order_by="MessageRow.id")
+
+
+class MessageRow(Base):
+    """One message of a ticket, as parsed; its raw bytes are in message_sources."""
+
+    __tablename__ = "messages"
+    __table_args__ = (
+        UniqueConstraint("mailbox_id", "message_id"),
+        Index("ix_messages_ticket", "ticket_id"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"))
+    mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailboxes.id"))
+    message_id: Mapped[str] = mapped_column(String(998))
+    in_reply_to: Mapped[str | None] = mapped_column(Text)
+    references: Mapped[str | None] = mapped_column(Text)
+    direction: Mapped[str] = mapped_column(String(3))  # in | out
+    auto: Mapped[bool] = mapped_column(Boolean, default=False)
+    from_addr: Mapped[str] = mapped_column(String(320))
+    from_name: Mapped[str] = mapped_column(String(255), default="")
+    to_addrs: Mapped[list[str]] = mapped_column(JSON, default=list)
+    cc_addrs: Mapped[list[str]] = mapped_column(JSON, default=list)
+    subject: Mapped[str] = mapped_column(Text, default="")
+    date: Mapped[datetime | None]
+    received_at: Mapped[datetime | None]
+    arrived_at: Mapped[datetime]
+    text: Mapped[str] = mapped_column(Text, default="")
+    html: Mapped[str] = mapped_column(Text, default="")
+    raw_size: Mapped[int] = mapped_column(Integer, default=0)
+    attachments: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    parse_error: Mapped[str | None] = mapped_column(Text)
+    folder: Mapped[str | None] = mapped_column(String(255))
+    uidvalidity: Mapped[int | None] = mapped_column(BigInteger)
+    uid: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime]
+
+    ticket: Mapped[Ticket] = relationship(back_populates="messages")
+
+
+class MessageSource(Base):
+    __tablename__ = "message_sources"
+    message_pk: Mapped[int] = mapped_column(ForeignKey("messages.id"), primary_key=True)
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Event(Base):
+    """Append-only ticket history: what happened, when, and why."""
+
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_ticket", "ticket_id"), Index("ix_events_kind_at",
+                                                                       "kind", "at"))
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
+    at: Mapped[datetime]
+    kind: Mapped[str] = mapped_column(String(64))
+    actor: Mapped[str] = mapped_column(String(320), default="maild")
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class Quarantine(Base):
+    """A message whose processing failed: kept raw with the error, for replay."""
+
+    __tablename__ = "quarantine"
+    __table_args__ = (UniqueConstraint("mailbox_id", "folder", "uidvalidity", "uid"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailboxes.id"))
+    folder: Mapped[str] = mapped_column(String(255))
+    uidvalidity: Mapped[int | None] = mapped_column(BigInteger)
+    uid: Mapped[int | None] = mapped_column(BigInteger)
+    error: Mapped[str] = mapped_column(Text)
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    at: Mapped[datetime]
+    resolved: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -1,0 +1,94 @@
+"""Queries and small writes on the store, shared by the services.
+
+Each function takes the open Session it works in; none commits (the caller
+owns the transaction). Nothing here parses mail or decides threading.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from maild.store.models import Customer, Event, FolderState, Mailbox, MessageRow, Ticket
+
+
+def get_or_create_mailbox(session: Session, address: str, now: datetime) -> Mailbox:
+    address = address.lower()
+    found = session.scalar(select(Mailbox).where(Mailbox.address == address))
+    if found is None:
+        found = Mailbox(address=address, created_at=now)
+        session.add(found)
+        session.flush()
+    return found
+
+
+def get_or_create_customer(session: Session, address: str, name: str,
+                           now: datetime) -> Customer:
+    found = session.scalar(select(Customer).where(Customer.address == address))
+    if found is None:
+        found = Customer(address=address, name=name, created_at=now)
+        session.add(found)
+        session.flush()
+    elif name and not found.name:
+        found.name = name
+    return found
+
+
+def get_folder_state(session: Session, mailbox_id: int, role: str) -> FolderState | None:
+    return session.scalar(select(FolderState).where(
+        FolderState.mailbox_id == mailbox_id, FolderState.role == role))
+
+
+def message_exists(session: Session, mailbox_id: int, message_id: str) -> bool:
+    return session.scalar(select(MessageRow.id).where(
+        MessageRow.mailbox_id == mailbox_id, MessageRow.message_id == message_id)) is not None
+
+
+def add_event(session: Session, ticket_id: int | None, at: datetime, kind: str,
+              actor: str = "maild", **detail: Any) -> Event:
+    ev = Event(ticket_id=ticket_id, at=at, kind=kind, actor=actor, detail=detail)
+    session.add(ev)
+    return ev
+
+
+def previous_ticket_count(session: Session, customer_id: int, before_ticket: int) -> int:
+    return session.scalar(select(func.count(Ticket.id)).where(
+        Ticket.customer_id == customer_id, Ticket.id < before_ticket)) or 0
+
+
+class SqlThreadLookup:
+    """`maild.threads.ThreadLookup` over the database, scoped to one mailbox."""
+
+    def __init__(self, session: Session, mailbox_id: int) -> None:
+        self.session = session
+        self.mailbox_id = mailbox_id
+
+    def ticket_for_message_ids(self, message_ids: tuple[str, ...]) -> int | None:
+        rows = self.session.execute(select(MessageRow.message_id, MessageRow.ticket_id).where(
+            MessageRow.mailbox_id == self.mailbox_id,
+            MessageRow.message_id.in_(message_ids))).all()
+        by_id = {mid: tid for mid, tid in rows}
+        for mid in message_ids:  # the caller's order: In-Reply-To first
+            if mid in by_id:
+                return by_id[mid]
+        return None
+
+    def ticket_participants(self, ticket_id: int) -> set[str] | None:
+        ticket = self.session.get(Ticket, ticket_id)
+        if ticket is None or ticket.mailbox_id != self.mailbox_id:
+            return None
+        senders = self.session.scalars(select(MessageRow.from_addr).where(
+            MessageRow.ticket_id == ticket_id)).all()
+        return {ticket.customer.address, *senders}
+
+    def recent_ticket(self, customer: str, normalized_subject: str,
+                      since: datetime) -> int | None:
+        return self.session.scalar(
+            select(Ticket.id).join(Customer, Ticket.customer_id == Customer.id).where(
+                Ticket.mailbox_id == self.mailbox_id, Customer.address == customer,
+                Ticket.normalized_subject == normalized_subject,
+                func.coalesce(Ticket.last_customer_at, Ticket.created_at) >= since,
+            ).order_by(Ticket.id.desc()).limit(1))

@@ -1,0 +1,153 @@
+"""Record one parsed message on its ticket and keep the ticket's state true.
+
+Direction: mail in the Sent folder (or from one of our own addresses) is
+outbound; an outbound message that is not automatic is an agent reply, which
+counts for first_response_at and agent_replies. Inbound mail on a solved or
+pending ticket reopens it. Arrival time follows DESIGN.md "Metric
+definitions". Works inside the caller's transaction; never commits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy.orm import Session
+
+from maild.parse import ParsedMessage
+from maild.store import repo
+from maild.store.models import MessageRow, MessageSource, Ticket
+from maild.threads import decide_thread, normalize_subject
+
+ABSURD_DATE = timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    ticket: Ticket
+    row: MessageRow
+    new_ticket: bool
+    thread_reason: str
+    outbound: bool
+    agent_reply: bool
+
+
+def is_automatic(parsed: ParsedMessage) -> bool:
+    value = (parsed.header("Auto-Submitted") or "no").split(";")[0].strip().lower()
+    return value != "no"
+
+
+def arrival_time(parsed: ParsedMessage, internaldate: datetime | None, outbound: bool,
+                 now: datetime) -> datetime:
+    """Server receive time for customer mail; Date for agent replies unless absurd."""
+    date = parsed.date
+    if outbound and date and (internaldate is None or abs(date - internaldate) <= ABSURD_DATE):
+        return date
+    return internaldate or parsed.date or now
+
+
+def counterpart_of(parsed: ParsedMessage, outbound: bool, own: frozenset[str]) -> str:
+    """The customer's address: the sender of inbound mail, the recipient of ours."""
+    if not outbound:
+        return parsed.from_addr
+    for addr in (*parsed.to, *parsed.cc):
+        if addr.addr not in own:
+            return addr.addr
+    return ""
+
+
+class TicketWriter:
+    def __init__(self, session: Session, mailbox_id: int, own: frozenset[str],
+                 window: timedelta) -> None:
+        self.session = session
+        self.mailbox_id = mailbox_id
+        self.own = own
+        self.window = window
+        self.lookup = repo.SqlThreadLookup(session, mailbox_id)
+
+    def add(self, parsed: ParsedMessage, raw: bytes, *, role: str, folder: str | None,
+            uidvalidity: int | None, uid: int | None, internaldate: datetime | None,
+            now: datetime, auto: bool | None = None) -> StoredMessage | None:
+        """Store the message; None if this mailbox already has its Message-ID."""
+        if repo.message_exists(self.session, self.mailbox_id, parsed.message_id):
+            return None
+        outbound = role == "sent" or parsed.from_addr in self.own
+        automatic = is_automatic(parsed) if auto is None else auto
+        arrived = arrival_time(parsed, internaldate, outbound, now)
+        counterpart = counterpart_of(parsed, outbound, self.own)
+        decision = decide_thread(parsed, counterpart=counterpart, outbound=outbound,
+                                 lookup=self.lookup, arrived_at=arrived, window=self.window)
+        if decision.ticket_id is None:
+            ticket = self._open(parsed, counterpart, arrived, now, outbound)
+        else:
+            ticket = self.session.get_one(Ticket, decision.ticket_id)
+        row = self._row(parsed, ticket, outbound, automatic, arrived, now,
+                        folder, uidvalidity, uid, internaldate)
+        self.session.add(MessageSource(message_pk=row.id, raw=raw))
+        new = decision.ticket_id is None
+        repo.add_event(self.session, ticket.id, arrived, "opened" if new else "joined",
+                       message_id=parsed.message_id, reason=decision.reason,
+                       direction="out" if outbound else "in")
+        if parsed.parse_error:
+            repo.add_event(self.session, ticket.id, now, "parse_error",
+                           message_id=parsed.message_id, error=parsed.parse_error[:500])
+        agent = outbound and not automatic
+        if agent:
+            self._agent_reply(ticket, row, arrived)
+        elif not outbound and not new:
+            self._customer_wrote(ticket, arrived)
+        ticket.updated_at = max(ticket.updated_at, now)
+        return StoredMessage(ticket, row, new, decision.reason, outbound, agent)
+
+    def _open(self, parsed: ParsedMessage, counterpart: str, arrived: datetime,
+              now: datetime, outbound: bool) -> Ticket:
+        name = "" if outbound else parsed.from_name
+        customer = repo.get_or_create_customer(self.session, counterpart or "unknown@invalid",
+                                               name, now)
+        ticket = Ticket(mailbox_id=self.mailbox_id, customer_id=customer.id,
+                        subject=parsed.subject, normalized_subject=normalize_subject(
+                            parsed.subject), status="open" if outbound else "new",
+                        priority="normal", tags=[], created_at=arrived, updated_at=now,
+                        last_customer_at=None if outbound else arrived, agent_replies=0,
+                        sla_breached=False)
+        self.session.add(ticket)
+        self.session.flush()
+        return ticket
+
+    def _row(self, parsed: ParsedMessage, ticket: Ticket, outbound: bool, automatic: bool,
+             arrived: datetime, now: datetime, folder: str | None, uidvalidity: int | None,
+             uid: int | None, internaldate: datetime | None) -> MessageRow:
+        row = MessageRow(
+            ticket_id=ticket.id, mailbox_id=self.mailbox_id, message_id=parsed.message_id,
+            in_reply_to=" ".join(parsed.in_reply_to) or None,
+            references=" ".join(parsed.references) or None,
+            direction="out" if outbound else "in", auto=automatic,
+            from_addr=parsed.from_addr, from_name=parsed.from_name,
+            to_addrs=[a.addr for a in parsed.to], cc_addrs=[a.addr for a in parsed.cc],
+            subject=parsed.subject, date=parsed.date, received_at=internaldate,
+            arrived_at=arrived, text=parsed.text, html=parsed.html, raw_size=parsed.raw_size,
+            attachments=[asdict(a) for a in parsed.attachments],
+            parse_error=parsed.parse_error, folder=folder, uidvalidity=uidvalidity, uid=uid,
+            created_at=now)
+        self.session.add(row)
+        self.session.flush()
+        return row
+
+    def _agent_reply(self, ticket: Ticket, row: MessageRow, arrived: datetime) -> None:
+        ticket.agent_replies += 1
+        repo.add_event(self.session, ticket.id, arrived, "agent_reply",
+                       message_id=row.message_id, count=ticket.agent_replies)
+        if ticket.first_response_at is None and ticket.last_customer_at is not None:
+            ticket.first_response_at = arrived
+            repo.add_event(self.session, ticket.id, arrived, "first_response",
+                           message_id=row.message_id)
+        if ticket.status == "new":
+            ticket.status = "open"
+
+    def _customer_wrote(self, ticket: Ticket, arrived: datetime) -> None:
+        ticket.last_customer_at = max(ticket.last_customer_at or arrived, arrived)
+        if ticket.status in ("solved", "pending"):
+            kind = "reopened" if ticket.status == "solved" else "customer_replied"
+            repo.add_event(self.session, ticket.id, arrived, kind, previous=ticket.status)
+            ticket.status = "open"
+            ticket.solved_at = None

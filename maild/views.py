@@ -1,0 +1,81 @@
+"""JSON-ready views of tickets for the CLI (`tickets list`, `tickets show`).
+
+Read-only: builds plain dicts from the store; the field names are a contract
+(DESIGN.md "Interfaces that must hold"). No writes, no formatting for humans.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from maild.errors import NotFoundError
+from maild.store.models import Customer, Event, MessageRow, Ticket
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+def _counts(session: Session, ids: list[int]) -> dict[int, int]:
+    if not ids:
+        return {}
+    rows = session.execute(select(MessageRow.ticket_id, func.count(MessageRow.id)).where(
+        MessageRow.ticket_id.in_(ids), MessageRow.auto.is_(False)).group_by(
+        MessageRow.ticket_id)).all()
+    return {tid: n for tid, n in rows}
+
+
+def ticket_summary(ticket: Ticket, customer: str, message_count: int) -> dict[str, Any]:
+    return {
+        "id": ticket.id,
+        "subject": ticket.subject,
+        "customer": customer,
+        "status": ticket.status,
+        "priority": ticket.priority,
+        "tags": list(ticket.tags or []),
+        "message_count": message_count,
+        "created_at": iso(ticket.created_at),
+        "first_response_at": iso(ticket.first_response_at),
+        "sla_due_at": iso(ticket.sla_due_at),
+        "sla_breached": bool(ticket.sla_breached),
+        "agent_replies": ticket.agent_replies,
+    }
+
+
+def list_tickets(session: Session, status: str | None = None,
+                 limit: int | None = None) -> list[dict[str, Any]]:
+    query = select(Ticket, Customer.address).join(Customer).order_by(Ticket.id)
+    if status:
+        query = query.where(Ticket.status == status)
+    if limit:
+        query = query.limit(limit)
+    rows = session.execute(query).all()
+    counts = _counts(session, [t.id for t, _ in rows])
+    return [ticket_summary(t, addr, counts.get(t.id, 0)) for t, addr in rows]
+
+
+def message_view(m: MessageRow) -> dict[str, Any]:
+    return {
+        "direction": m.direction, "from": m.from_addr, "from_name": m.from_name,
+        "to": list(m.to_addrs or []), "date": iso(m.date), "arrived_at": iso(m.arrived_at),
+        "message_id": m.message_id, "subject": m.subject, "text": m.text, "auto": m.auto,
+        "attachments": list(m.attachments or []), "parse_error": m.parse_error,
+    }
+
+
+def show_ticket(session: Session, ticket_id: int) -> dict[str, Any]:
+    ticket = session.get(Ticket, ticket_id)
+    if ticket is None:
+        raise NotFoundError(f"ticket {ticket_id}: no such ticket")
+    out = ticket_summary(ticket, ticket.customer.address, _counts(session, [ticket.id]).get(
+        ticket.id, 0))
+    out["messages"] = [message_view(m) for m in ticket.messages]
+    events = session.scalars(select(Event).where(Event.ticket_id == ticket_id).order_by(
+        Event.at, Event.id)).all()
+    out["events"] = [{"at": iso(e.at), "kind": e.kind, "actor": e.actor, **(e.detail or {})}
+                     for e in events]
+    return out

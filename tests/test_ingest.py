@@ -1,0 +1,139 @@
+"""Ingest pipeline against a real database (SQLite and PostgreSQL), no IMAP."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+from sqlalchemy import func, select
+
+from maild.clock import FixedClock
+from maild.ingest import IngestItem, Ingestor
+from maild.store.models import MessageRow, Quarantine, Ticket
+from maild.views import list_tickets, show_ticket
+from tests.builders import migrated_sessions, raw_mail, utc
+
+
+def make(db_url: str, **kw: object) -> Ingestor:
+    return Ingestor(migrated_sessions(db_url), FixedClock(utc(2026, 11, 2, 12)),
+                    "support@example.com", **kw)  # type: ignore[arg-type]
+
+
+def items(*raws: bytes, start: int = 1) -> list[IngestItem]:
+    return [IngestItem(start + i, raw, utc(2026, 11, 2, 10, i)) for i, raw in enumerate(raws)]
+
+
+def tickets(ing: Ingestor) -> list[dict]:
+    with ing.sessions() as s:
+        return list_tickets(s)
+
+
+def test_reply_joins_and_agent_reply_sets_first_response(db_url: str) -> None:
+    ing = make(db_url)
+    first = raw_mail()
+    reply = raw_mail(msgid="<m2@example.org>", subject="Re: Order missing",
+                     in_reply_to="<m1@example.org>")
+    res = ing.ingest_batch("inbox", "INBOX", 7, items(first, reply))
+    assert (res.stored, res.new_tickets, res.last_uid) == (2, 1, 2)
+    agent = raw_mail(frm="Support <support@example.com>", to="ann@example.org",
+                     subject="Re: Order missing [#1]", msgid="<a1@example.com>",
+                     date="Mon, 02 Nov 2026 10:30:00 +0000")
+    ing.ingest_batch("sent", "Sent", 9, items(agent))
+    [t] = tickets(ing)
+    assert t["message_count"] == 3 and t["agent_replies"] == 1
+    assert t["first_response_at"] == "2026-11-02T10:30:00Z"
+    assert t["status"] == "open" and t["customer"] == "ann@example.org"
+
+
+def test_second_run_is_idempotent_and_checkpoint_advances(db_url: str) -> None:
+    ing = make(db_url)
+    batch = items(raw_mail(), raw_mail(msgid="<other@x>", subject="Another"))
+    ing.ingest_batch("inbox", "INBOX", 7, batch)
+    again = ing.ingest_batch("inbox", "INBOX", 7, batch)
+    assert (again.stored, again.duplicates) == (0, 2)
+    state = ing.checkpoint("inbox")
+    assert state is not None and (state.uidvalidity, state.last_uid) == (7, 2)
+    assert len(tickets(ing)) == 2
+
+
+def test_uidvalidity_change_resets_checkpoint_without_duplicates(db_url: str) -> None:
+    ing = make(db_url)
+    ing.ingest_batch("inbox", "INBOX", 7, items(raw_mail(), start=40))
+    ing.ingest_batch("inbox", "INBOX", 8, items(raw_mail(), start=1))
+    state = ing.checkpoint("inbox")
+    assert state is not None and (state.uidvalidity, state.last_uid) == (8, 1)
+    assert len(tickets(ing)) == 1
+
+
+class Exploding:
+    name = "exploding"
+
+    def __init__(self, bad_subject: str) -> None:
+        self.bad = bad_subject
+
+    def handle(self, session: object, stored: object, parsed: object) -> None:
+        if getattr(parsed, "subject", "") == self.bad:
+            raise RuntimeError("handler bug")
+
+
+def test_failing_message_is_quarantined_and_batch_goes_on(db_url: str) -> None:
+    ing = make(db_url, handlers=[Exploding("boom")])
+    res = ing.ingest_batch("inbox", "INBOX", 7, items(
+        raw_mail(msgid="<a@x>", subject="fine"), raw_mail(msgid="<b@x>", subject="boom"),
+        raw_mail(msgid="<c@x>", subject="also fine")))
+    assert (res.stored, res.quarantined, res.last_uid) == (2, 1, 3)
+    with ing.sessions() as s:
+        q = s.scalars(select(Quarantine)).all()
+        assert [(r.uid, r.error) for r in q] == [(2, "RuntimeError: handler bug")]
+        assert s.scalar(select(func.count(MessageRow.id))) == 2
+        assert s.scalar(select(func.count(Ticket.id))) == 2
+
+
+def test_unparseable_message_is_stored_flagged(db_url: str) -> None:
+    ing = make(db_url)
+    broken = (b"From: x@example.org\r\nSubject: broken\r\nContent-Type: multipart/mixed; "
+              b"boundary=\"zz\"\r\nMessage-ID: <br@x>\r\n\r\n--zz\r\nContent-Type: text/plain;"
+              b" charset=nonexistent-charset\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+              b"%%%not base64\x00\xff\r\n")
+    res = ing.ingest_batch("inbox", "INBOX", 7, items(broken))
+    assert res.stored == 1
+    with ing.sessions() as s:
+        shown = show_ticket(s, 1)
+    assert shown["messages"][0]["from"] == "x@example.org"
+    assert "\x00" not in shown["messages"][0]["text"]
+
+
+def test_solved_ticket_reopens_on_customer_reply(db_url: str) -> None:
+    ing = make(db_url)
+    ing.ingest_batch("inbox", "INBOX", 7, items(raw_mail()))
+    with ing.sessions.begin() as s:
+        s.get_one(Ticket, 1).status = "solved"
+    reply = raw_mail(msgid="<m2@example.org>", subject="Re: Order missing",
+                     references="<m1@example.org>")
+    ing.ingest_batch("inbox", "INBOX", 7, items(reply, start=2))
+    with ing.sessions() as s:
+        shown = show_ticket(s, 1)
+    assert shown["status"] == "open"
+    assert "reopened" in [e["kind"] for e in shown["events"]]
+
+
+@pytest.mark.parametrize("subject,expect_new", [
+    ("Re: Order missing", False), ("Fwd: Order missing", True), ("Something else", True)])
+def test_subject_fallback(db_url: str, subject: str, expect_new: bool) -> None:
+    ing = make(db_url)
+    ing.ingest_batch("inbox", "INBOX", 7, items(raw_mail()))
+    res = ing.ingest_batch("inbox", "INBOX", 7, items(raw_mail(
+        msgid="<z@example.org>", subject=subject), start=2))
+    assert res.new_tickets == int(expect_new)
+
+
+def test_guessed_tag_from_stranger_opens_new_ticket(db_url: str) -> None:
+    ing = make(db_url)
+    ing.ingest_batch("inbox", "INBOX", 7, items(raw_mail()))
+    res = ing.ingest_batch("inbox", "INBOX", 7, items(raw_mail(
+        frm="mallory@evil.example", msgid="<e@x>", subject="Re: hi [#1]"), start=2))
+    assert res.new_tickets == 1
+
+
+def _ids(rows: Sequence[dict]) -> list[int]:
+    return [r["id"] for r in rows]
