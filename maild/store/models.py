@@ -108,6 +108,8 @@ class Ticket(Base):
     updated_at: Mapped[datetime]
     last_customer_at: Mapped[datetime | None]
     solved_at: Mapped[datetime | None]
+    language: Mapped[str | None] = mapped_column(String(16))
+    suggestions: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
 
     customer: Mapped[Customer] = relationship()
     messages: Mapped[list[MessageRow]] = relationship(
@@ -185,3 +187,32 @@ class Quarantine(Base):
     raw: Mapped[bytes] = mapped_column(LargeBinary)
     at: Mapped[datetime]
     resolved: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class OutboxRow(Base):
+    """A message maild decided to send: written in the deciding transaction,
+    sent later, marked sent after the server accepted it. Retries reuse the
+    same Message-ID, so a resend after a crash is recognisable downstream."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),
+                      Index("ix_outbox_recipient", "kind", "recipient", "created_at"))
+    id: Mapped[int] = mapped_column(primary_key=True)
+    mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailboxes.id"))
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
+    kind: Mapped[str] = mapped_column(String(32))  # auto_reply | macro | digest | notice
+    message_id: Mapped[str] = mapped_column(String(998), unique=True)
+    sender: Mapped[str] = mapped_column(String(320))
+    recipient: Mapped[str] = mapped_column(String(320))
+    recipients: Mapped[list[str]] = mapped_column(JSON, default=list)
+    subject: Mapped[str] = mapped_column(Text, default="")
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    auto: Mapped[bool] = mapped_column(Boolean, default=True)
+    status: Mapped[str] = mapped_column(String(16), default="queued")  # queued|sending|sent|failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime]
+    claimed_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+    in_sent_folder: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -1,0 +1,114 @@
+"""Outbox semantics with an injected sender: retry, backoff, give up, stale claims."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from maild.clock import FixedClock
+from maild.compose import compose
+from maild.errors import SendError
+from maild.ingest import IngestItem, Ingestor
+from maild.outbox import OutboxSender, RetryPolicy, enqueue
+from maild.store.models import OutboxRow
+from maild.views import show_ticket
+from tests.builders import migrated_sessions, raw_mail, utc
+
+
+class FakeSmtp:
+    def __init__(self, failures: Sequence[SendError] = ()) -> None:
+        self.failures = list(failures)
+        self.sent: list[bytes] = []
+
+    def __call__(self, raw: bytes, sender: str, rcpts: Sequence[str]) -> str:
+        if self.failures:
+            raise self.failures.pop(0)
+        self.sent.append(raw)
+        return "250 ok"
+
+
+@pytest.fixture
+def world(db_url: str):  # type: ignore[no-untyped-def]
+    clock = FixedClock(utc(2026, 11, 2, 10))
+    sessions = migrated_sessions(db_url)
+    ing = Ingestor(sessions, clock, "support@example.com")
+    ing.ingest_batch("inbox", "INBOX", 1, [IngestItem(1, raw_mail(), utc(2026, 11, 2, 10))])
+    out = compose(sender="support@example.com", sender_name="Support", to="ann@example.org",
+                  to_name="Ann", subject="Re: Order missing [#1]", body="We are on it.",
+                  date=clock.now(), ticket_id=1, in_reply_to="<m1@example.org>",
+                  references=["<m1@example.org>"])
+    with sessions.begin() as s:
+        enqueue(s, out, mailbox_id=1, ticket_id=1, kind="auto_reply", now=clock.now())
+    return sessions, clock, out
+
+
+def sender(world, smtp: FakeSmtp, **kw) -> OutboxSender:  # type: ignore[no-untyped-def]
+    sessions, clock, _ = world
+    return OutboxSender(sessions, clock, smtp, own_addresses=["support@example.com"],
+                        policy=RetryPolicy(**kw))
+
+
+def test_sent_once_and_recorded_on_ticket_as_auto(world) -> None:  # type: ignore[no-untyped-def]
+    sessions, clock, out = world
+    smtp = FakeSmtp()
+    s = sender(world, smtp)
+    assert s.deliver_due().sent == [out.message_id]
+    assert s.deliver_due().sent == []
+    assert len(smtp.sent) == 1
+    with sessions() as ses:
+        t = show_ticket(ses, 1)
+    auto = [m for m in t["messages"] if m["message_id"] == out.message_id]
+    assert auto and auto[0]["auto"] is True and auto[0]["direction"] == "out"
+    assert t["agent_replies"] == 0 and t["first_response_at"] is None
+    assert t["message_count"] == 1  # auto mail is not a customer/agent message
+
+
+def test_temporary_failure_backs_off_then_delivers(world) -> None:  # type: ignore[no-untyped-def]
+    sessions, clock, out = world
+    smtp = FakeSmtp([SendError("451 try later"), SendError("451 again")])
+    s = sender(world, smtp)
+    assert s.deliver_due().retry == [out.message_id]
+    assert s.deliver_due().sent == []  # not due yet: backoff 1 min
+    clock.set(clock.now() + timedelta(minutes=1))
+    assert s.deliver_due().retry == [out.message_id]
+    clock.set(clock.now() + timedelta(minutes=1))
+    assert s.deliver_due().sent == []  # second backoff is 2 min
+    clock.set(clock.now() + timedelta(minutes=1))
+    assert s.deliver_due().sent == [out.message_id]
+    assert len(smtp.sent) == 1
+
+
+def test_permanent_failure_marks_failed_with_event(world) -> None:  # type: ignore[no-untyped-def]
+    sessions, clock, out = world
+    s = sender(world, FakeSmtp([SendError("554 rejected", permanent=True)]))
+    assert s.deliver_due().failed == [out.message_id]
+    with sessions() as ses:
+        row = ses.scalars(select(OutboxRow)).one()
+        assert row.status == "failed" and "554" in (row.last_error or "")
+        kinds = [e["kind"] for e in show_ticket(ses, 1)["events"]]
+    assert "auto_reply_failed" in kinds
+
+
+def test_gives_up_after_max_attempts(world) -> None:  # type: ignore[no-untyped-def]
+    sessions, clock, out = world
+    s = sender(world, FakeSmtp([SendError("451")] * 5), max_attempts=3)
+    for _ in range(3):
+        s.deliver_due()
+        clock.set(clock.now() + timedelta(hours=2))
+    with sessions() as ses:
+        row = ses.scalars(select(OutboxRow)).one()
+    assert (row.status, row.attempts) == ("failed", 3)
+
+
+def test_crash_after_claim_resends_same_message_id(world) -> None:  # type: ignore[no-untyped-def]
+    sessions, clock, out = world
+    s = sender(world, FakeSmtp())
+    assert s._claim() is not None  # claimed, then the process "dies" before sending
+    assert s.deliver_due().sent == []  # claim is fresh: nobody else takes it
+    clock.set(clock.now() + timedelta(minutes=11))
+    smtp = FakeSmtp()
+    assert sender(world, smtp).deliver_due().sent == [out.message_id]
+    assert out.message_id.encode() in smtp.sent[0]
