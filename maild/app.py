@@ -6,19 +6,25 @@ it needs passed in (no globals). It does no mail processing itself.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import partial
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from maild import smtp
+from maild.actions import AutomationHandler
+from maild.automation import Automation, load_automation
 from maild.clock import Clock, SystemClock
 from maild.config import Config, MailboxConfig, read_secret
-from maild.errors import MaildError
+from maild.errors import MailboxError, MaildError
 from maild.ingest import Ingestor
 from maild.mailbox import ImapSettings, MailboxClient
+from maild.outbox import OutboxSender, RetryPolicy
 from maild.poller import Poller
+from maild.smtp import SmtpSettings
 from maild.store.db import current_revision, head_revision, make_engine, make_sessionmaker
 
 
@@ -29,6 +35,8 @@ class App:
     sessions: sessionmaker[Session]
     clock: Clock
     environ: Mapping[str, str]
+    with_rules: bool = True
+    _automation: Automation | None = None
 
     def require_schema(self) -> None:
         """Refuse to work on a database that is not at the latest migration."""
@@ -48,9 +56,46 @@ class App:
     def own_addresses(self) -> tuple[str, ...]:
         return tuple(mb.address.lower() for mb in self.config.mailboxes)
 
+    def automation(self) -> Automation:
+        if self._automation is None:
+            self._automation = load_automation(self.config)
+        return self._automation
+
     def ingestor(self, mb: MailboxConfig) -> Ingestor:
+        handlers = [AutomationHandler(self.automation(), self.clock)] if self.with_rules else []
         return Ingestor(self.sessions, self.clock, mb.address, own_addresses=self.own_addresses(),
-                        window_days=self.config.threading.window_days)
+                        window_days=self.config.threading.window_days, handlers=handlers)
+
+    def smtp_settings(self) -> SmtpSettings | None:
+        s = self.config.smtp
+        if s is None:
+            return None
+        password = read_secret(s, self.config, "smtp", self.environ)
+        return SmtpSettings(s.host, s.port, s.security, s.username, password,
+                            str(self.config.resolve(s.ca_file)) if s.ca_file else None,
+                            float(s.timeout_seconds))
+
+    def outbox_sender(self) -> OutboxSender | None:
+        settings = self.smtp_settings()
+        if settings is None:
+            return None
+        o = self.config.outbox
+        policy = RetryPolicy(o.max_attempts, timedelta(seconds=o.retry_base_seconds),
+                             timedelta(seconds=o.retry_max_seconds))
+        return OutboxSender(self.sessions, self.clock, partial(smtp.send, settings),
+                            own_addresses=self.own_addresses(), policy=policy,
+                            append_sent=self._append_sent,
+                            window_days=self.config.threading.window_days)
+
+    def _append_sent(self, raws: Sequence[bytes]) -> None:
+        """Copy sent mail into the first mailbox's Sent folder, marked \\Seen."""
+        mb = self.config.mailboxes[0]
+        with MailboxClient(self.imap_settings(0)) as client:
+            folder = mb.sent_folder or client.find_special_folder("\\Sent")
+            if folder is None:
+                raise MailboxError(f"{mb.address}: no Sent folder to copy sent mail into")
+            for raw in raws:
+                client.append(folder, raw, ["\\Seen"], self.clock.now())
 
     def poller(self, index: int,
                client_factory: Callable[[], MailboxClient] | None = None) -> Poller:

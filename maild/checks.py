@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from sqlalchemy.exc import SQLAlchemyError
 
 from maild.app import App
-from maild.config import read_secret
 from maild.errors import MaildError
+from maild.macros import load_macros, validate_macros
 from maild.mailbox import MailboxClient
-from maild.smtp import SmtpSettings, login_check
+from maild.rules import validate_all
+from maild.smtp import login_check
 from maild.store.db import current_revision, head_revision
 
 
@@ -59,19 +60,9 @@ def check_imap(app: App) -> Iterator[CheckResult]:
                           f"drafts={drafts or 'not found'}")
 
 
-def smtp_settings(app: App) -> SmtpSettings | None:
-    s = app.config.smtp
-    if s is None:
-        return None
-    password = read_secret(s, app.config, "smtp", app.environ)
-    return SmtpSettings(s.host, s.port, s.security, s.username, password,
-                        str(app.config.resolve(s.ca_file)) if s.ca_file else None,
-                        float(s.timeout_seconds))
-
-
 def check_smtp(app: App) -> Iterator[CheckResult]:
     try:
-        settings = smtp_settings(app)
+        settings = app.smtp_settings()
         if settings is None:
             yield CheckResult("smtp", False, "no [smtp] section: maild cannot send replies")
             return
@@ -80,8 +71,32 @@ def check_smtp(app: App) -> Iterator[CheckResult]:
         yield CheckResult("smtp", False, str(exc))
 
 
+def check_content(app: App) -> Iterator[CheckResult]:
+    """Rules, macros and auto-reply templates, every error on its own line."""
+    cfg = app.config
+    macros_dir = cfg.resolve(cfg.paths.macros)
+    replies_dir = cfg.resolve(cfg.paths.templates) / "autoreply"
+    for label, directory in (("macros", macros_dir), ("auto-reply templates", replies_dir)):
+        errors = validate_macros(directory)
+        for err in errors:
+            yield CheckResult(label, False, str(err))
+        if not errors:
+            yield CheckResult(label, True, f"{directory} is valid")
+    try:
+        replies = load_macros(replies_dir).names()
+        macros = load_macros(macros_dir).names()
+    except MaildError:
+        replies, macros = set(), None
+    rule_errors = validate_all(cfg.resolve(cfg.paths.rules), sla_policies=set(cfg.sla_policies),
+                               templates=replies, macros=macros)
+    for rerr in rule_errors:
+        yield CheckResult("rules", False, str(rerr))
+    if not rule_errors:
+        yield CheckResult("rules", True, f"{cfg.resolve(cfg.paths.rules)} is valid")
+
+
 CHECKS: tuple[Callable[[App], Iterator[CheckResult]], ...] = (
-    check_database, check_imap, check_smtp)
+    check_content, check_database, check_imap, check_smtp)
 
 
 def run_checks(app: App, extra: tuple[Callable[[App], Iterator[CheckResult]], ...] = ()

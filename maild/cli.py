@@ -58,13 +58,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     app.require_schema()
     if args.once:
         progress = (lambda line: print(line, file=sys.stderr)) if sys.stderr.isatty() else None
-        reports = run_once(app, progress)
+        reports, delivery = run_once(app, progress)
         summary = {"stored": sum(r.stored for r in reports),
-                   "new_tickets": sum(r.new_tickets for r in reports)}
+                   "new_tickets": sum(r.new_tickets for r in reports),
+                   "sent": len(delivery.sent) if delivery else 0,
+                   "send_retry": len(delivery.retry) if delivery else 0,
+                   "send_failed": len(delivery.failed) if delivery else 0}
         if args.json:
             _out(summary)
         else:
-            print(f"stored {summary['stored']} message(s), {summary['new_tickets']} new ticket(s)")
+            print(f"stored {summary['stored']} message(s), {summary['new_tickets']} new "
+                  f"ticket(s); sent {summary['sent']}, retrying {summary['send_retry']}, "
+                  f"failed {summary['send_failed']}")
         return 0
     run_forever(app)
     return 0
@@ -120,6 +125,28 @@ def cmd_tickets_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rules_test(args: argparse.Namespace) -> int:
+    from maild.dryrun import dry_run
+
+    app = _app(args)
+    data = dry_run(app, args.file)
+    if args.json:
+        _out(data)
+        return 0
+    v = data["auto_submitted"]
+    print(f"auto-submitted: {'yes (' + v['reason'] + ')' if v['automated'] else 'no'}")
+    print(f"language: {data['language']}  thread: {data['thread']}")
+    print(f"matched rules: {', '.join(data['matched_rules']) or '(none)'}")
+    for a in data["actions"]:
+        print(f"  action: {a}")
+    ar = data["auto_reply"]
+    verdict = f"yes, {ar['eta']}" if ar["send"] else f"no ({ar['skip_reason']})"
+    print(f"auto-reply: {verdict}")
+    for s in data["suggested_macros"]:
+        print(f"  suggest: {s['name']} score={s['score']} {' '.join(s['matched_terms'])}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="maild", description="Email-support automation daemon")
     p.add_argument("--config", help="config file (default: $MAILD_CONFIG or ./maild.toml)")
@@ -140,6 +167,13 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="validate config, rules, macros; try logins")
     check.add_argument("--json", action="store_true")
     check.set_defaults(func=cmd_check)
+
+    rules = sub.add_parser("rules", help="rules").add_subparsers(dest="rules_cmd", required=True)
+    rt = rules.add_parser("test", help="dry run of the rules on one .eml file")
+    rt.add_argument("file", help="a raw message (.eml)")
+    rt.add_argument("--now", help="ISO 8601 time the message is taken to arrive at")
+    rt.add_argument("--json", action="store_true")
+    rt.set_defaults(func=cmd_rules_test)
 
     tickets = sub.add_parser("tickets", help="list and show tickets").add_subparsers(
         dest="tickets_cmd", required=True)

@@ -80,6 +80,31 @@ class SlaConfig:
 
 
 @dataclass(frozen=True)
+class SlaPolicyConfig:
+    first_response: str = doc("first-response target in business time, e.g. 1h")
+    next_response: str | None = doc("target for answering later customer messages",
+                                    default=None)
+
+
+@dataclass(frozen=True)
+class AutoReplyConfig:
+    enabled: bool = doc("send ETA auto-replies at all", default=True)
+    sender_name: str = doc("display name on automatic mail", default="Customer Support")
+    company: str = doc("company name used in templates", default="")
+    default_language: str = doc("language when detection is unsure", default="en")
+    per_sender_hours: int = doc("at most one ETA reply per sender in this many hours",
+                                default=24)
+    global_per_hour: int = doc("at most this many ETA replies per hour in all", default=200)
+
+
+@dataclass(frozen=True)
+class OutboxConfig:
+    max_attempts: int = doc("send attempts before a message is marked failed", default=8)
+    retry_base_seconds: int = doc("first retry delay; doubles each attempt", default=60)
+    retry_max_seconds: int = doc("cap on the retry delay", default=3600)
+
+
+@dataclass(frozen=True)
 class DigestConfig:
     to: tuple[str, ...] = doc("managers who receive the daily digest", default=())
     at: str = doc("local time the digest is sent, HH:MM", default="08:00")
@@ -107,6 +132,9 @@ class Config:
     digest: DigestConfig
     paths: PathsConfig
     threading: ThreadingConfig
+    sla_policies: dict[str, SlaPolicyConfig]
+    autoreply: AutoReplyConfig
+    outbox: OutboxConfig
 
     def resolve(self, relative: str) -> Path:
         """A path from the config, relative to the config file's directory."""
@@ -122,6 +150,8 @@ SECTIONS: dict[str, type] = {
     "digest": DigestConfig,
     "paths": PathsConfig,
     "threading": ThreadingConfig,
+    "autoreply": AutoReplyConfig,
+    "outbox": OutboxConfig,
 }
 
 
@@ -193,8 +223,29 @@ def _check_values(cfg: Config) -> None:
     hh, _, mm = cfg.digest.at.partition(":")
     if not (hh.isdigit() and mm.isdigit() and int(hh) < 24 and int(mm) < 60):
         raise ConfigError(f"digest.at: expected HH:MM, got {cfg.digest.at!r}")
+    _check_durations(cfg)
     if cfg.threading.window_days < 0:
         raise ConfigError("threading.window_days: must be >= 0")
+
+
+def _check_durations(cfg: Config) -> None:
+    from maild.calendar import BusinessCalendar, parse_duration
+
+    for name, pol in cfg.sla_policies.items():
+        for key in ("first_response", "next_response"):
+            value = getattr(pol, key)
+            if value is None:
+                continue
+            try:
+                parse_duration(value)
+            except ConfigError as exc:
+                where = "sla" if name == "default" and key == "first_response" else \
+                    f"sla.policies.{name}"
+                raise ConfigError(f"{where}.{key}: {exc}") from None
+    try:
+        BusinessCalendar(cfg.sla.timezone, cfg.sla.business_hours, cfg.sla.holidays)
+    except ConfigError as exc:
+        raise ConfigError(f"sla: {exc}") from None
 
 
 def _reject_secrets(data: Mapping[str, Any], where: str) -> None:
@@ -204,6 +255,13 @@ def _reject_secrets(data: Mapping[str, Any], where: str) -> None:
                               "use password_env or password_file")
         if isinstance(value, dict):
             _reject_secrets(value, f"{where}{key}.")
+
+
+def _sla_policies(table: Any) -> dict[str, SlaPolicyConfig]:
+    if not isinstance(table, dict):
+        raise ConfigError("sla.policies: expected tables like [sla.policies.vip]")
+    return {name: build_section(SlaPolicyConfig, value, f"sla.policies.{name}")
+            for name, value in table.items()}
 
 
 def parse_config(data: dict[str, Any], path: Path) -> Config:
@@ -219,15 +277,22 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
     mailboxes = tuple(build_section(MailboxConfig, t, "mailbox" if len(tables) == 1
                                     else f"mailbox[{i}]") for i, t in enumerate(tables))
     smtp = build_section(SmtpConfig, data["smtp"], "smtp") if "smtp" in data else None
+    sla_table = dict(data.get("sla", {}))
+    policies = _sla_policies(sla_table.pop("policies", {}))
+    sla = build_section(SlaConfig, sla_table, "sla")
+    policies.setdefault("default", SlaPolicyConfig(first_response=sla.first_response))
     cfg = Config(
         path=path,
         database=build_section(DatabaseConfig, data.get("database", {}), "database"),
         mailboxes=mailboxes,
         smtp=smtp,
-        sla=build_section(SlaConfig, data.get("sla", {}), "sla"),
+        sla=sla,
         digest=build_section(DigestConfig, data.get("digest", {}), "digest"),
         paths=build_section(PathsConfig, data.get("paths", {}), "paths"),
         threading=build_section(ThreadingConfig, data.get("threading", {}), "threading"),
+        sla_policies=policies,
+        autoreply=build_section(AutoReplyConfig, data.get("autoreply", {}), "autoreply"),
+        outbox=build_section(OutboxConfig, data.get("outbox", {}), "outbox"),
     )
     _check_values(cfg)
     return cfg

@@ -15,9 +15,11 @@ from collections.abc import Callable
 from types import FrameType
 
 from maild.app import App
+from maild.outbox import DeliveryReport
 from maild.poller import CycleReport
 
 log = logging.getLogger("maild.daemon")
+OUTBOX_INTERVAL = 15.0
 
 
 def _log_cycle(address: str) -> Callable[[CycleReport], None]:
@@ -28,13 +30,33 @@ def _log_cycle(address: str) -> Callable[[CycleReport], None]:
     return report
 
 
-def run_once(app: App, progress: Callable[[str], None] | None = None) -> list[CycleReport]:
+def deliver_outbox(app: App) -> DeliveryReport | None:
+    sender = app.outbox_sender()
+    if sender is None:
+        return None
+    report = sender.deliver_due()
+    if report.sent or report.retry or report.failed:
+        log.info("outbox: %d sent, %d to retry, %d failed", len(report.sent),
+                 len(report.retry), len(report.failed))
+    return report
+
+
+def run_once(app: App, progress: Callable[[str], None] | None = None
+             ) -> tuple[list[CycleReport], DeliveryReport | None]:
+    """Fetch all new mail in all mailboxes, run the rules, send the outbox."""
     reports = []
     for i, mb in enumerate(app.config.mailboxes):
         rep = app.poller(i).run_once(progress)
         _log_cycle(mb.address)(rep)
         reports.append(rep)
-    return reports
+    return reports, deliver_outbox(app)
+
+
+def _safe_deliver(app: App) -> None:
+    try:
+        deliver_outbox(app)
+    except Exception:  # the daemon must survive a bad outbox pass; the row stays queued
+        log.exception("outbox delivery pass failed")
 
 
 def run_forever(app: App, stop: threading.Event | None = None) -> None:
@@ -47,17 +69,31 @@ def run_forever(app: App, stop: threading.Event | None = None) -> None:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
+    app.automation()  # fail at start, not on the first message
+    wake = threading.Event()
+
+    def on_cycle_for(address: str) -> Callable[[CycleReport], None]:
+        logger = _log_cycle(address)
+
+        def on_cycle(rep: CycleReport) -> None:
+            logger(rep)
+            if rep.stored:
+                wake.set()
+        return on_cycle
+
     threads = []
     for i, mb in enumerate(app.config.mailboxes):
         poller = app.poller(i)
         t = threading.Thread(target=poller.watch, name=f"poll-{mb.address}", daemon=True,
-                             args=(stop, _log_cycle(mb.address), float(mb.poll_seconds),
+                             args=(stop, on_cycle_for(mb.address), float(mb.poll_seconds),
                                    mb.idle))
         t.start()
         threads.append(t)
     log.info("maild running: %d mailbox(es)", len(threads))
-    while not stop.wait(1.0):
-        pass
+    while not stop.is_set():
+        _safe_deliver(app)
+        wake.wait(OUTBOX_INTERVAL)
+        wake.clear()
     for t in threads:
         t.join(timeout=10)
     log.info("maild stopped")

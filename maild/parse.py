@@ -204,10 +204,29 @@ def _base_fields(msg: Message, raw: bytes) -> dict[str, Any]:
     }
 
 
+SERIOUS_DEFECTS = frozenset({
+    "CloseBoundaryNotFoundDefect", "StartBoundaryNotFoundDefect", "NoBoundaryInMultipartDefect",
+    "MultipartInvariantViolationDefect", "InvalidBase64PaddingDefect",
+    "InvalidBase64CharactersDefect", "InvalidBase64LengthDefect",
+    "MissingHeaderBodySeparatorDefect", "InvalidMultipartContentTransferEncodingDefect"})
+
+
+def _all_defects(msg: Message) -> tuple[str, ...]:
+    names: list[str] = []
+    for part in msg.walk():
+        names.extend(type(d).__name__ for d in part.defects)
+    return tuple(dict.fromkeys(names))
+
+
 def parse_message(raw: bytes) -> ParsedMessage:
-    """Parse `raw`; on any failure return a flagged best-effort value."""
+    """Parse `raw`; on any failure return a flagged best-effort value.
+
+    Malformed MIME that mail-parser still reads (a missing closing boundary,
+    broken base64) is flagged too: `parse_error` names the defects.
+    """
     msg = email.message_from_bytes(raw, policy=email.policy.compat32)
     base = _base_fields(msg, raw)
+    base["defects"] = _all_defects(msg)
     try:
         mp = mailparser.parse_from_bytes(raw)
         text = clean_text("\n".join(mp.text_plain))
@@ -219,4 +238,7 @@ def parse_message(raw: bytes) -> ParsedMessage:
         return ParsedMessage(**base, text=fallback, parse_error=f"{type(exc).__name__}: {exc}")
     if not text and html:
         text = html_to_text(html)
-    return ParsedMessage(**base, date=date, text=text, html=html, attachments=attachments)
+    serious = [d for d in base["defects"] if d in SERIOUS_DEFECTS]
+    error = f"malformed MIME: {', '.join(serious)}" if serious else None
+    return ParsedMessage(**base, date=date, text=text, html=html, attachments=attachments,
+                         parse_error=error)

@@ -23,7 +23,7 @@ from maild.rules import (
 
 RULES_DIR = Path(__file__).resolve().parent.parent / "rules"
 SLA = {"default", "vip"}
-TEMPLATES = {"eta", "eta_vip"}
+TEMPLATES = {"eta", "eta-vip"}
 MACROS = {
     "greeting",
     "request-details",
@@ -125,7 +125,7 @@ def test_example_turkish_refund_from_vip() -> None:
     assert decision.priority == "urgent"
     assert decision.sla_policy == "vip"
     assert decision.auto_reply is True
-    assert decision.auto_reply_template == "eta_vip"
+    assert decision.auto_reply_template == "eta-vip"
     assert decision.tags == ("urgent", "billing", "refund", "lang-tr", "vip")
     assert decision.suggest == ("refund-policy",)
 
@@ -259,7 +259,7 @@ name = "second"
 priority = "urgent"
 tags = ["b", "c"]
 suggest = ["refund-policy", "resolved"]
-auto_reply_template = "eta_vip"
+auto_reply_template = "eta-vip"
 
 [[rule]]
 name = "stopper"
@@ -283,7 +283,7 @@ def test_override_accumulate_and_order(tmp_path: Path) -> None:
     assert decision.sla_policy == "vip"
     assert decision.tags == ("a", "b", "c")
     assert decision.suggest == ("greeting", "refund-policy", "resolved")
-    assert decision.auto_reply_template == "eta_vip"
+    assert decision.auto_reply_template == "eta-vip"
     assert decision.source_of("priority") == "after-stop"
     assert decision.source_of("sla_policy") == "first"
     assert decision.source_of("auto_reply") == "default"
@@ -309,7 +309,7 @@ def test_no_rules_gives_defaults() -> None:
         spam=False,
         ignore=False,
     )
-    custom = RuleDefaults(priority="low", sla_policy="vip", auto_reply_template="eta_vip")
+    custom = RuleDefaults(priority="low", sla_policy="vip", auto_reply_template="eta-vip")
     assert RuleSet(defaults=custom).evaluate(facts()).priority == "low"
     assert RuleSet().evaluate(facts(), defaults=custom).sla_policy == "vip"
     off = RuleDefaults(auto_reply_new_tickets=False)
@@ -410,7 +410,7 @@ def test_actions_and_as_dict_are_json_ready(tmp_path: Path) -> None:
         "suggest_macros",
     ]
     assert actions[0] == {"action": "set_priority", "value": "low", "rule": "after-stop"}
-    assert actions[3] == {"action": "auto_reply", "template": "eta_vip", "rule": "default"}
+    assert actions[3] == {"action": "auto_reply", "template": "eta-vip", "rule": "default"}
     data = json.loads(json.dumps(decision.as_dict()))
     assert data["matched"] == ["first", "second", "after-stop"]
     assert data["set_by"]["sla_policy"] == "first"
@@ -556,7 +556,7 @@ def test_missing_directory_and_bad_defaults(tmp_path: Path) -> None:
     )
     assert [str(e) for e in errors] == [
         "rule defaults: sla_policy: unknown SLA policy 'gold' (known: default, vip)",
-        "rule defaults: auto_reply_template: unknown template 'x' (known: eta, eta_vip)",
+        "rule defaults: auto_reply_template: unknown template 'x' (known: eta, eta-vip)",
         f"{tmp_path / 'nope'}: rules directory not found",
     ]
 

@@ -13,7 +13,7 @@ load in file-name order, rules in file order::
     # ticket = new|reply|any; previous_tickets = ">= 3"; business_hours = true|false
     [rule.then]
     # priority = low|normal|high|urgent; tags = [...]; sla = "vip"; auto_reply = bool
-    # auto_reply_template = "eta_vip"; suggest = [macro names]; spam = bool; ignore = bool
+    # auto_reply_template = "eta-vip"; suggest = [macro names]; spam = bool; ignore = bool
 
 Every matching rule applies; later rules override scalars, tags and suggestions
 accumulate; auto-replies go to new tickets only unless the rule that turns them

@@ -1,0 +1,115 @@
+"""Carry out a Plan for a freshly stored inbound message, in its transaction.
+
+Sets priority, tags, SLA policy and due time, language and suggestions on the
+ticket; records a `rules` event naming the matched rules; and either queues
+the ETA auto-reply in the outbox or records `auto_reply_suppressed` with the
+reason (loop guard, rule, rate limit). The decision itself is made by
+`maild.automation.plan_message`; nothing is sent from here.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from maild.automation import Automation, Plan, plan_message
+from maild.clock import Clock
+from maild.compose import compose
+from maild.macros.render import RenderContext, render_macro
+from maild.outbox import enqueue
+from maild.parse import ParsedMessage
+from maild.store import repo
+from maild.store.models import Mailbox, OutboxRow, Ticket
+from maild.tickets import StoredMessage
+
+log = logging.getLogger("maild.actions")
+
+
+def rate_limit_reason(session: Session, auto: Automation, recipient: str,
+                      now: datetime) -> str | None:
+    """Why an ETA reply to `recipient` must not go out now, or None."""
+    window = now - timedelta(hours=auto.settings.per_sender_hours)
+    recent = session.scalar(select(func.count(OutboxRow.id)).where(
+        OutboxRow.kind == "auto_reply", OutboxRow.recipient == recipient,
+        OutboxRow.created_at >= window))
+    if recent:
+        return f"rate-limit-sender (one per {auto.settings.per_sender_hours} h)"
+    hour = session.scalar(select(func.count(OutboxRow.id)).where(
+        OutboxRow.kind == "auto_reply", OutboxRow.created_at >= now - timedelta(hours=1)))
+    if (hour or 0) >= auto.settings.global_per_hour:
+        return f"rate-limit-global ({auto.settings.global_per_hour} per hour)"
+    return None
+
+
+def apply_plan(session: Session, ticket: Ticket, plan: Plan, is_new: bool,
+               at: datetime) -> None:
+    d = plan.decision
+    if is_new or d.source_of("priority") != "default":
+        ticket.priority = d.priority
+    ticket.tags = list(dict.fromkeys([*(ticket.tags or []), *d.tags]))
+    if is_new:
+        ticket.sla_policy = plan.sla_policy
+        ticket.sla_due_at = plan.sla_due_at
+        ticket.language = plan.language
+        ticket.suggestions = list(plan.suggestions)
+    if d.spam or d.ignore:
+        ticket.status = "spam"
+    if d.matched:
+        repo.add_event(session, ticket.id, at, "rules", matched=list(d.matched),
+                       priority=ticket.priority, tags=list(d.tags))
+    if plan.verdict.automated:
+        repo.add_event(session, ticket.id, at, "auto_submitted", reason=plan.verdict.reason)
+
+
+class AutomationHandler:
+    """Ingest handler: rules and the ETA auto-reply for inbound mail."""
+
+    name = "automation"
+
+    def __init__(self, automation: Automation, clock: Clock) -> None:
+        self.auto = automation
+        self.clock = clock
+
+    def handle(self, session: Session, stored: StoredMessage, parsed: ParsedMessage) -> None:
+        if stored.outbound:
+            return
+        ticket = stored.ticket
+        mailbox = session.get_one(Mailbox, ticket.mailbox_id)
+        plan = plan_message(self.auto, parsed, mailbox=mailbox.address,
+                            is_new=stored.new_ticket, arrived_at=stored.row.arrived_at,
+                            previous_tickets=repo.previous_ticket_count(
+                                session, ticket.customer_id, ticket.id))
+        now = self.clock.now()
+        apply_plan(session, ticket, plan, stored.new_ticket, now)
+        reason = plan.skip_reason or rate_limit_reason(session, self.auto, plan.reply_to, now)
+        if reason is not None:
+            if stored.new_ticket or plan.verdict.automated or plan.decision.auto_reply:
+                repo.add_event(session, ticket.id, now, "auto_reply_suppressed", reason=reason,
+                               message_id=parsed.message_id)
+                log.info("ticket #%d: auto-reply suppressed: %s", ticket.id, reason)
+            return
+        self._queue_eta(session, ticket, mailbox, plan, parsed, now)
+
+    def _queue_eta(self, session: Session, ticket: Ticket, mailbox: Mailbox, plan: Plan,
+                   parsed: ParsedMessage, now: datetime) -> None:
+        settings = self.auto.settings
+        template = self.auto.replies.get(plan.decision.auto_reply_template, plan.language,
+                                         settings.default_language)
+        rendered = render_macro(template, RenderContext(
+            ticket_id=ticket.id, ticket_subject=ticket.subject, ticket_status=ticket.status,
+            customer_name=parsed.from_name, customer_email=plan.reply_to,
+            eta_text=plan.eta_text or "", company_name=settings.company,
+            mailbox_address=mailbox.address, agent_name=settings.sender_name))
+        out = compose(sender=mailbox.address, sender_name=settings.sender_name,
+                      to=plan.reply_to, to_name=parsed.from_name, subject=rendered.subject,
+                      body=rendered.body, date=now, ticket_id=ticket.id,
+                      in_reply_to=parsed.message_id,
+                      references=[*parsed.references, parsed.message_id],
+                      language=template.language)
+        enqueue(session, out, mailbox_id=mailbox.id, ticket_id=ticket.id, kind="auto_reply",
+                now=now)
+        log.info("ticket #%d: ETA auto-reply queued to %s (%s, %s)", ticket.id, plan.reply_to,
+                 template.language, plan.eta_text)

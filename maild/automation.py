@@ -1,0 +1,144 @@
+"""Decide what maild does about one inbound message: the `Plan`.
+
+`plan_message` runs the loop guards, detects the language, evaluates the
+rules, computes the SLA due time and ranks macro suggestions. It is pure
+given its inputs: the ingest handler (`maild.actions`) carries a Plan out,
+and `maild rules test` prints the very same Plan without storing or sending
+anything ("decide, then do"). Loading rule files and templates happens once,
+in `load_automation`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from maild.calendar import BusinessCalendar, parse_duration
+from maild.config import AutoReplyConfig, Config
+from maild.eta_wording import describe_eta
+from maild.language import detect_language, own_words
+from maild.loopguard import GuardContext, Verdict, check_message
+from maild.macros import MacroLibrary, load_macros
+from maild.macros.suggest import suggest_macros
+from maild.macros.text import strip_reply
+from maild.parse import ParsedMessage
+from maild.rules import Decision, MessageFacts, RuleSet, load_rules
+
+
+@dataclass(frozen=True)
+class SlaPolicy:
+    name: str
+    first_response: timedelta
+    next_response: timedelta | None
+
+
+@dataclass(frozen=True)
+class Automation:
+    """Everything loaded at start that decisions need."""
+
+    rules: RuleSet
+    macros: MacroLibrary
+    replies: MacroLibrary
+    calendar: BusinessCalendar
+    timezone: str
+    policies: dict[str, SlaPolicy]
+    settings: AutoReplyConfig
+    own_addresses: frozenset[str]
+
+
+def load_automation(config: Config) -> Automation:
+    """Load rules, macros and auto-reply templates; raise on the first error."""
+    policies = {name: SlaPolicy(name, parse_duration(p.first_response),
+                                parse_duration(p.next_response) if p.next_response else None)
+                for name, p in config.sla_policies.items()}
+    macros = load_macros(config.resolve(config.paths.macros))
+    replies = load_macros(config.resolve(config.paths.templates) / "autoreply")
+    rules = load_rules(config.resolve(config.paths.rules), sla_policies=set(policies),
+                       templates=replies.names(), macros=macros.names())
+    calendar = BusinessCalendar(config.sla.timezone, config.sla.business_hours,
+                                config.sla.holidays)
+    own = frozenset(mb.address.lower() for mb in config.mailboxes)
+    return Automation(rules, macros, replies, calendar, config.sla.timezone, policies,
+                      config.autoreply, own)
+
+
+@dataclass(frozen=True)
+class Plan:
+    verdict: Verdict
+    language: str
+    decision: Decision
+    suggestions: tuple[dict[str, Any], ...]
+    sla_policy: str
+    sla_due_at: datetime | None
+    eta_text: str | None
+    auto_reply: bool
+    skip_reason: str | None
+    reply_to: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "auto_submitted": {"automated": self.verdict.automated, "reason": self.verdict.reason,
+                               "description": self.verdict.description},
+            "language": self.language,
+            "matched_rules": list(self.decision.matched),
+            "actions": self.decision.actions(),
+            "sla": {"policy": self.sla_policy,
+                    "due_at": self.sla_due_at.isoformat() if self.sla_due_at else None},
+            "auto_reply": {"send": self.auto_reply, "skip_reason": self.skip_reason,
+                           "template": self.decision.auto_reply_template,
+                           "to": self.reply_to, "eta": self.eta_text},
+            "suggested_macros": list(self.suggestions),
+        }
+
+
+def reply_address(parsed: ParsedMessage) -> str:
+    return parsed.reply_to[0].addr if parsed.reply_to else parsed.from_addr
+
+
+def _suggestions(auto: Automation, text: str, language: str,
+                 decision: Decision) -> tuple[dict[str, Any], ...]:
+    out: list[dict[str, Any]] = [
+        {"name": name, "score": None, "source": f"rule:{decision.source_of('suggest')}",
+         "matched_terms": []} for name in decision.suggest]
+    for s in suggest_macros(strip_reply(text, language), language, auto.macros, limit=3):
+        if s.name not in {o["name"] for o in out}:
+            out.append({"name": s.name, "score": s.score, "source": "bm25",
+                        "matched_terms": list(s.matched_terms)})
+    return tuple(out[:3])
+
+
+def _skip_reason(auto: Automation, verdict: Verdict, decision: Decision,
+                 is_new: bool, recipient: str) -> str | None:
+    if not auto.settings.enabled:
+        return "disabled in config (autoreply.enabled = false)"
+    if verdict.automated:
+        return f"loop-guard:{verdict.reason}"
+    if decision.spam or decision.ignore:
+        return f"rule:{decision.source_of('spam' if decision.spam else 'ignore')} " \
+               f"({'spam' if decision.spam else 'ignore'})"
+    if not decision.auto_reply:
+        source = decision.source_of("auto_reply")
+        return "reply to an existing ticket" if source == "default" and not is_new \
+            else f"rule:{source} (auto_reply = false)"
+    if not recipient:
+        return "no address to reply to"
+    return None
+
+
+def plan_message(auto: Automation, parsed: ParsedMessage, *, mailbox: str, is_new: bool,
+                 previous_tickets: int, arrived_at: datetime) -> Plan:
+    verdict = check_message(parsed, GuardContext(own_addresses=auto.own_addresses))
+    language = detect_language(own_words(parsed.text), auto.settings.default_language)
+    facts = MessageFacts(message=parsed, mailbox=mailbox, is_new_ticket=is_new,
+                         previous_tickets=previous_tickets, language=language,
+                         in_business_hours=auto.calendar.is_open(arrived_at))
+    decision = auto.rules.evaluate(facts)
+    policy = auto.policies.get(decision.sla_policy) or auto.policies["default"]
+    due = auto.calendar.add(arrived_at, policy.first_response) if is_new else None
+    eta = describe_eta(due, policy.first_response, language, auto.timezone,
+                       arrived_at) if due else None
+    recipient = reply_address(parsed)
+    skip = _skip_reason(auto, verdict, decision, is_new, recipient)
+    return Plan(verdict, language, decision, _suggestions(auto, parsed.text, language, decision),
+                policy.name, due, eta, skip is None, skip, recipient)

@@ -1,0 +1,67 @@
+"""`maild rules test FILE.eml`: the Plan for one message, stored and sent nowhere.
+
+Uses the same `plan_message` as the ingest pipeline. When the database is
+reachable and migrated, threading is looked up read-only (so "new ticket vs
+reply" and the rate limit are real); otherwise the message is taken as a new
+ticket and the output says so. The session is always rolled back.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from maild.actions import rate_limit_reason
+from maild.app import App
+from maild.automation import plan_message
+from maild.errors import ConfigError, MaildError
+from maild.parse import parse_message
+from maild.store import repo
+from maild.store.models import Customer, Mailbox
+from maild.threads import decide_thread
+from maild.tickets import arrival_time, counterpart_of
+
+
+def _read(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read message: {exc.strerror}") from None
+
+
+def dry_run(app: App, path: str) -> dict[str, Any]:
+    raw = _read(path)
+    parsed = parse_message(raw)
+    auto = app.automation()
+    now = app.clock.now()
+    mailbox = app.config.mailboxes[0].address.lower()
+    arrived = arrival_time(parsed, now, False, now)
+    thread, is_new, previous, rate = "new (database not consulted)", True, 0, None
+    try:
+        app.require_schema()
+        with app.sessions() as session:
+            mb = session.query(Mailbox).filter_by(address=mailbox).one_or_none()
+            if mb is not None:
+                decision = decide_thread(
+                    parsed, counterpart=counterpart_of(parsed, False, auto.own_addresses),
+                    outbound=False, lookup=repo.SqlThreadLookup(session, mb.id),
+                    arrived_at=arrived, window=app.ingestor(app.config.mailboxes[0]).window)
+                is_new = decision.ticket_id is None
+                thread = decision.reason + ("" if is_new else f" -> #{decision.ticket_id}")
+            customer = session.query(Customer).filter_by(address=parsed.from_addr).one_or_none()
+            if customer is not None:
+                previous = repo.previous_ticket_count(session, customer.id, 2**62)
+            rate = rate_limit_reason(session, auto, parsed.from_addr, now)
+            session.rollback()
+    except (MaildError, SQLAlchemyError):
+        pass
+    plan = plan_message(auto, parsed, mailbox=mailbox, is_new=is_new,
+                        previous_tickets=previous, arrived_at=arrived)
+    out = {"file": path, "message_id": parsed.message_id, "from": parsed.from_addr,
+           "subject": parsed.subject, "parse_error": parsed.parse_error, "thread": thread,
+           **plan.as_dict()}
+    if plan.auto_reply and rate:
+        out["auto_reply"].update(send=False, skip_reason=rate)
+    return out
