@@ -9,6 +9,8 @@ import pytest
 
 from tests.dbfixtures import db_url, pg_unavailable  # noqa: F401  (fixtures)
 
+pytest_plugins = ["devstack.pytest_plugin"]
+
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     reason = pg_unavailable()

@@ -1,0 +1,127 @@
+"""Helpers for integration tests: a maild config pointing at the devstack
+servers, IMAP seeding, and running the real `maild` CLI (in-process or as a
+child process that can be killed)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import imapclient
+
+from devstack.dovecot import ImapAccount
+from devstack.smtpsink import SmtpSink
+
+REPO = Path(__file__).resolve().parents[2]
+PASSWORD_ENV = "MAILD_TEST_IMAP_PASSWORD"
+
+
+def write_config(tmp: Path, account: ImapAccount, db_url: str, sink: SmtpSink | None = None,
+                 extra: str = "", batch_size: int = 200) -> Path:
+    smtp = "" if sink is None else f"""
+[smtp]
+host = "127.0.0.1"
+port = {sink.port}
+security = "none"
+allow_insecure = true
+"""
+    text = f"""
+[database]
+url = "{db_url}"
+
+[mailbox]
+address = "{account.address}"
+imap_host = "localhost"
+imap_port = {account.port}
+security = "starttls"
+ca_file = "{account.ca_file}"
+username = "{account.address}"
+password_env = "{PASSWORD_ENV}"
+batch_size = {batch_size}
+{smtp}
+[sla]
+timezone = "Europe/Istanbul"
+business_hours = "Mon-Fri 09:00-18:00"
+first_response = "4h"
+holidays = "TR"
+
+[sla.policies.vip]
+first_response = "1h"
+
+[autoreply]
+sender_name = "Example Support"
+company = "Example Ltd"
+
+[paths]
+rules = "{REPO / 'rules'}"
+macros = "{REPO / 'templates' / 'macros'}"
+templates = "{REPO / 'templates'}"
+{extra}
+"""
+    path = tmp / "maild.toml"
+    path.write_text(text)
+    return path
+
+
+def env_for(account: ImapAccount) -> dict[str, str]:
+    return {**os.environ, PASSWORD_ENV: account.password}
+
+
+def imap(account: ImapAccount) -> imapclient.IMAPClient:
+    client = imapclient.IMAPClient(account.host, port=account.port, ssl=False)
+    client.starttls(account.ssl_context())
+    client.login(account.address, account.password)
+    return client
+
+
+def append(account: ImapAccount, folder: str, raws: list[tuple[bytes, datetime | None]]) -> None:
+    client = imap(account)
+    try:
+        for raw, when in raws:
+            client.append(folder, raw, (), when)
+    finally:
+        client.logout()
+
+
+def folder_messages(account: ImapAccount, folder: str) -> list[bytes]:
+    client = imap(account)
+    try:
+        client.select_folder(folder, readonly=True)
+        uids = client.search("ALL")
+        data = client.fetch(uids, [b"BODY.PEEK[]"]) if uids else {}
+        return [data[u][b"BODY[]"] for u in sorted(data)]
+    finally:
+        client.logout()
+
+
+def maild_cmd(config: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "maild.cli", "--config", str(config), *args]
+
+
+def run_maild(config: Path, account: ImapAccount, *args: str,
+              check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(maild_cmd(config, *args), env=env_for(account), capture_output=True,
+                          text=True, timeout=300, cwd=REPO)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"maild {' '.join(args)} failed ({proc.returncode}):\n"
+                             f"{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def tickets_json(config: Path, account: ImapAccount) -> list[dict[str, Any]]:
+    import json
+
+    return json.loads(run_maild(config, account, "tickets", "list", "--json").stdout)
+
+
+def show_json(config: Path, account: ImapAccount, ticket_id: int) -> dict[str, Any]:
+    import json
+
+    return json.loads(run_maild(config, account, "tickets", "show", str(ticket_id),
+                                "--json").stdout)
+
+
