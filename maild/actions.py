@@ -75,6 +75,10 @@ class AutomationHandler:
 
     def handle(self, session: Session, stored: StoredMessage, parsed: ParsedMessage) -> None:
         if stored.outbound:
+            if stored.role == "inbox":  # our own address writing into the INBOX
+                repo.add_event(session, stored.ticket.id, self.clock.now(),
+                               "auto_reply_suppressed", reason="loop-guard:own-address",
+                               message_id=parsed.message_id)
             return
         ticket = stored.ticket
         mailbox = session.get_one(Mailbox, ticket.mailbox_id)

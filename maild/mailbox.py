@@ -176,7 +176,7 @@ class MailboxClient:
             responses = self._call(self.client.idle_check, timeout=seconds)
         finally:
             self._call(self.client.idle_done)
-        return bool(responses)
+        return any(_is_change(r) for r in responses)
 
     def noop(self) -> None:
         self._call(self.client.noop)
@@ -186,6 +186,15 @@ class MailboxClient:
             return fn(*args, **kwargs)
         except NETWORK_ERRORS as exc:
             raise MailboxError(f"{self._where()}: {fn.__name__} failed: {_text(exc)}") from None
+
+
+CHANGE_RESPONSES = frozenset({b"EXISTS", b"RECENT", b"EXPUNGE", b"FETCH"})
+
+
+def _is_change(response: Any) -> bool:
+    """True for untagged responses that mean the mailbox changed (not keepalives)."""
+    return isinstance(response, tuple) and len(response) > 1 and \
+        response[1] in CHANGE_RESPONSES
 
 
 def _aware(value: Any) -> datetime | None:

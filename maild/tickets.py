@@ -30,6 +30,7 @@ class StoredMessage:
     thread_reason: str
     outbound: bool
     agent_reply: bool
+    role: str = "inbox"
 
 
 def is_automatic(parsed: ParsedMessage) -> bool:
@@ -97,7 +98,7 @@ class TicketWriter:
         elif not outbound and not new:
             self._customer_wrote(ticket, arrived)
         ticket.updated_at = max(ticket.updated_at, now)
-        return StoredMessage(ticket, row, new, decision.reason, outbound, agent)
+        return StoredMessage(ticket, row, new, decision.reason, outbound, agent, role)
 
     def _open(self, parsed: ParsedMessage, counterpart: str, arrived: datetime,
               now: datetime, outbound: bool) -> Ticket:

@@ -4,6 +4,9 @@ child process that can be killed)."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
 import os
 import subprocess
 import sys
@@ -112,16 +115,30 @@ def run_maild(config: Path, account: ImapAccount, *args: str,
     return proc
 
 
-def tickets_json(config: Path, account: ImapAccount) -> list[dict[str, Any]]:
-    import json
+def cli_json(config: Path, account: ImapAccount, *args: str) -> Any:
+    """Run the maild CLI in-process (fast) and parse its JSON output."""
+    from maild.cli import main
 
-    return json.loads(run_maild(config, account, "tickets", "list", "--json").stdout)
+    out = io.StringIO()
+    old = os.environ.get(PASSWORD_ENV)
+    os.environ[PASSWORD_ENV] = account.password
+    try:
+        with contextlib.redirect_stdout(out):
+            code = main(["--config", str(config), *args, "--json"])
+    finally:
+        if old is None:
+            os.environ.pop(PASSWORD_ENV, None)
+        else:
+            os.environ[PASSWORD_ENV] = old
+    assert code == 0, f"maild {' '.join(args)} exited {code}"
+    return json.loads(out.getvalue())
+
+
+def tickets_json(config: Path, account: ImapAccount) -> list[dict[str, Any]]:
+    return list(cli_json(config, account, "tickets", "list"))
 
 
 def show_json(config: Path, account: ImapAccount, ticket_id: int) -> dict[str, Any]:
-    import json
-
-    return json.loads(run_maild(config, account, "tickets", "show", str(ticket_id),
-                                "--json").stdout)
+    return dict(cli_json(config, account, "tickets", "show", str(ticket_id)))
 
 

@@ -62,7 +62,8 @@ def test_corpus_threads_into_expected_tickets(imap_account: ImapAccount, db_url:
     broken = [t for t in got if t["subject"] == "Payment failed at checkout"]
     msgs = show_json(config, imap_account, broken[0]["id"])["messages"]
     assert msgs[0]["parse_error"] and "malformed MIME" in msgs[0]["parse_error"]
-    att = show_json(config, imap_account, corpus.ticket_of("17-attachments-pdf-png-path.eml").number)
+    att_ticket = corpus.ticket_of("17-attachments-pdf-png-path.eml").number
+    att = show_json(config, imap_account, att_ticket)
     names = [a["filename"] for m in att["messages"] for a in m["attachments"]]
     assert all("/" not in n and ".." not in n for n in names) and names
 

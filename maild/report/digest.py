@@ -1,0 +1,247 @@
+"""The managers' daily SLA digest: one local day's KPIs as a text + HTML email.
+
+What it is for: gathering a day's figures (`kpi.compute_stats` for the day and
+for the 7 days before it), the first responses by local hour, the breached,
+at-risk and oldest waiting tickets, and rendering them with the overridable
+Jinja2 templates `digest.txt.j2` / `digest.html.j2` into a `Digest`, then into a
+multipart/alternative message (`render_digest_email`).
+
+What it must not do: read the clock (`now` is passed in), write to the database,
+send or enqueue mail, or put customer text into HTML unescaped: the HTML
+template renders with autoescape on in a sandbox; it uses inline styles only,
+no images, scripts or external resources.
+
+Lists of tickets (at risk, oldest waiting) describe the state at `now`; the
+figures describe the day. The "7-day avg" is the previous seven local days taken
+as one period: counts are divided by 7, rates and medians are pooled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from jinja2 import FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from maild.calendar import BusinessCalendar
+from maild.compose import make_message_id, one_line
+from maild.report.kpi import compute_stats, ticket_scope, waiting
+from maild.store.models import Customer, Ticket
+
+DEFAULT_TEMPLATES = Path(__file__).resolve().parents[2] / "templates" / "digest"
+AT_RISK_WINDOW = timedelta(hours=4)
+AT_RISK_FRACTION = 0.8
+OLDEST_LIMIT = 5
+SPARKS = "▁▂▃▄▅▆▇█"
+
+
+@dataclass(frozen=True)
+class Digest:
+    subject: str
+    text: str
+    html: str
+    data: dict[str, Any]
+
+
+def day_bounds(day: date, tz: str) -> tuple[datetime, datetime]:
+    """Local midnight of `day` and of the next day in `tz`, as UTC."""
+    zone = ZoneInfo(tz)
+    start = datetime.combine(day, time(0), zone).astimezone(UTC)
+    return start, datetime.combine(day + timedelta(days=1), time(0), zone).astimezone(UTC)
+
+
+def duration(seconds: float | None) -> str:
+    """1d 4h, 1h 12m, 12m, 40s; an en dash when there is no value."""
+    if seconds is None:
+        return "–"
+    s = round(seconds)
+    d, h, m = s // 86400, s % 86400 // 3600, s % 3600 // 60
+    if d:
+        return f"{d}d {h}h"
+    if h:
+        return f"{h}h {m}m"
+    return f"{m}m" if m else f"{s}s"
+
+
+def pct(value: float | None) -> str:
+    return "–" if value is None else f"{value * 100:.0f}%"
+
+
+def compare(label: str, value: float | None, base: float | None, *, kind: str,
+            better: str | None) -> dict[str, Any]:
+    """One KPI line: value vs the 7-day figure, an arrow and a word.
+
+    kind: "count", "duration" or "rate" (rates change in percentage points);
+    better: "lower", "higher" or None (volume: just higher/lower)."""
+    show = {"count": lambda v: f"{v:g}" if v is not None else "–", "duration": duration,
+            "rate": pct}[kind]
+    line = {"label": label, "value": show(value), "baseline": show(
+        None if base is None else round(base, 1) if kind == "count" else base)}
+    if value is None or base is None:
+        return {**line, "arrow": "", "change": "no data", "verdict": ""}
+    diff = value - base
+    if abs(diff) < 1e-9:
+        return {**line, "arrow": "=", "change": "same", "verdict": "same"}
+    up = diff > 0
+    if kind == "rate":
+        change = f"{abs(diff) * 100:.0f} pts"
+    else:
+        change = f"{abs(diff) / base * 100:.0f}%" if base else "from 0"
+    verdict = ("higher" if up else "lower") if better is None else (
+        "better" if up == (better == "higher") else "worse")
+    return {**line, "arrow": "▲" if up else "▼", "change": change, "verdict": verdict}
+
+
+def _comparisons(day: dict[str, Any], week: dict[str, Any]) -> list[dict[str, Any]]:
+    def per_day(key: str) -> float:
+        return float(week[key]) / 7
+
+    return [
+        compare("Tickets created", day["tickets_created"], per_day("tickets_created"),
+                kind="count", better=None),
+        compare("First responses", day["first_responses"], per_day("first_responses"),
+                kind="count", better=None),
+        compare("FRT median (business)", day["frt_business_seconds"]["median"],
+                week["frt_business_seconds"]["median"], kind="duration", better="lower"),
+        compare("SLA attained", day["sla"]["attained_pct"], week["sla"]["attained_pct"],
+                kind="rate", better="higher"),
+        compare("SLA breaches", day["sla"]["breaches"], week["sla"]["breaches"] / 7,
+                kind="count", better="lower"),
+        compare("One-touch resolution", day["otr_rate"], week["otr_rate"], kind="rate",
+                better="higher"),
+        compare("Resolution rate", day["resolution_rate"], week["resolution_rate"],
+                kind="rate", better="higher"),
+    ]
+
+
+def responses_by_hour(session: Session, since: datetime, end: datetime, tz: str,
+                      mailbox_id: int | None) -> list[int]:
+    """First responses in [since, end) counted by local hour of day (0-23)."""
+    zone, counts = ZoneInfo(tz), [0] * 24
+    for at in session.scalars(select(Ticket.first_response_at).where(
+            Ticket.first_response_at >= since, Ticket.first_response_at < end,
+            *ticket_scope(mailbox_id))):
+        if at is not None:
+            counts[at.astimezone(zone).hour] += 1
+    return counts
+
+
+def bars(counts: list[int], height: int = 60) -> dict[str, Any]:
+    """Bar heights (px) for the HTML chart and a one-line sparkline for text."""
+    top = max(counts) or 1
+    spark = "".join("·" if n == 0 else SPARKS[min(7, (n * 8 - 1) // top)] for n in counts)
+    return {"counts": counts, "heights": [round(n * height / top) for n in counts],
+            "height": height, "spark": spark, "peak": counts.index(max(counts))
+            if any(counts) else None}
+
+
+def _row(t: Ticket, customer: str, now: datetime, zone: ZoneInfo,
+         since: datetime | None = None) -> dict[str, Any]:
+    start = since or t.created_at
+    until = t.first_response_at if t.first_response_at and not since else now
+    return {"id": t.id, "subject": t.subject, "customer": customer,
+            "waiting": duration((until - start).total_seconds()),
+            "answered": t.first_response_at is not None,
+            "due": t.sla_due_at.astimezone(zone).strftime("%a %H:%M") if t.sla_due_at else "–"}
+
+
+def _tickets(session: Session, *where: Any) -> list[tuple[Ticket, str]]:
+    rows = session.execute(select(Ticket, Customer.address).join(
+        Customer, Customer.id == Ticket.customer_id).where(*where).order_by(Ticket.id))
+    return [(t, addr) for t, addr in rows.tuples()]
+
+
+def breached(session: Session, since: datetime, end: datetime, now: datetime, zone: ZoneInfo,
+             mailbox_id: int | None) -> list[dict[str, Any]]:
+    """Tickets whose SLA was due in [since, end) and not met (as in `kpi`)."""
+    return [_row(t, c, now, zone) for t, c in _tickets(
+        session, Ticket.sla_due_at >= since, Ticket.sla_due_at < end,
+        or_(Ticket.first_response_at.is_(None), Ticket.first_response_at > Ticket.sla_due_at),
+        *ticket_scope(mailbox_id))]
+
+
+def at_risk(session: Session, calendar: BusinessCalendar, now: datetime, zone: ZoneInfo,
+            mailbox_id: int | None) -> list[dict[str, Any]]:
+    """Open, unanswered tickets not yet due whose due time is within 4 hours or that
+    have used 80% of their (business) time."""
+    out = []
+    for t, c in _tickets(session, Ticket.status.in_(("new", "open")), Ticket.created_at <= now,
+                         Ticket.first_response_at.is_(None), Ticket.sla_due_at > now,
+                         *ticket_scope(mailbox_id)):
+        due = t.sla_due_at
+        assert due is not None
+        allowed = calendar.business_seconds(t.created_at, due)
+        used = calendar.business_seconds(t.created_at, now)
+        if due - now <= AT_RISK_WINDOW or (allowed and used >= AT_RISK_FRACTION * allowed):
+            out.append(_row(t, c, now, zone))
+    return out
+
+
+def oldest_waiting(session: Session, now: datetime, zone: ZoneInfo,
+                   mailbox_id: int | None) -> list[dict[str, Any]]:
+    waits = waiting(session, now, mailbox_id, limit=OLDEST_LIMIT)
+    found = {t.id: (t, c) for t, c in _tickets(session, Ticket.id.in_([i for i, _ in waits]))}
+    return [_row(*found[tid], now, zone, since=at) for tid, at in waits]
+
+
+def environment(templates: Path | str | None = None) -> ImmutableSandboxedEnvironment:
+    """The digest's Jinja2 environment: sandboxed, strict, autoescaping *.html.j2."""
+    return ImmutableSandboxedEnvironment(
+        loader=FileSystemLoader(str(templates or DEFAULT_TEMPLATES)),
+        autoescape=select_autoescape(["html", "html.j2"], default_for_string=True),
+        undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+
+
+def build_digest(session: Session, calendar: BusinessCalendar, day: date, tz: str,
+                 now: datetime, *, company: str = "", mailbox_id: int | None = None,
+                 templates: Path | str | None = None) -> Digest:
+    """The digest of local `day` in `tz`, seen at `now`."""
+    since, until = day_bounds(day, tz)
+    zone, end = ZoneInfo(tz), min(until, now)
+    stats = compute_stats(session, calendar, since, until, now, mailbox_id)
+    week = compute_stats(session, calendar, day_bounds(day - timedelta(days=7), tz)[0],
+                         since, now, mailbox_id)
+    data: dict[str, Any] = {
+        "company": company, "day": day.isoformat(), "day_label": day.strftime("%A %d %B %Y"),
+        "timezone": tz, "now": now.astimezone(zone).strftime("%Y-%m-%d %H:%M"),
+        "stats": stats, "week": week, "comparisons": _comparisons(stats, week),
+        "chart": bars(responses_by_hour(session, since, end, tz, mailbox_id)),
+        "breached": breached(session, since, end, now, zone, mailbox_id),
+        "at_risk": at_risk(session, calendar, now, zone, mailbox_id),
+        "oldest": oldest_waiting(session, now, zone, mailbox_id),
+        "agents": [{**a, "frt": duration(a["frt_business_median"])}
+                   for a in stats["per_agent"]],
+    }
+    frt = duration(stats["frt_business_seconds"]["median"])
+    subject = one_line(f"{company + ' ' if company else ''}support digest {day.isoformat()}: "
+                       f"{stats['tickets_created']} new, FRT median {frt}, "
+                       f"{stats['sla']['breaches']} SLA breaches")
+    env = environment(templates)
+    data["subject"] = subject
+    return Digest(subject, env.get_template("digest.txt.j2").render(data),
+                  env.get_template("digest.html.j2").render(data), data)
+
+
+def render_digest_email(digest: Digest, sender: str, to: list[str], date: datetime) -> bytes:
+    """A multipart/alternative (text, then HTML) message marked auto-generated."""
+    msg = EmailMessage(policy=SMTP)
+    msg["From"] = one_line(sender)
+    msg["To"] = ", ".join(one_line(a) for a in to)
+    msg["Subject"] = one_line(digest.subject)
+    msg["Date"] = format_datetime(date)
+    msg["Message-ID"] = make_message_id(one_line(sender).rpartition("@")[2].strip("> "), None)
+    msg["Auto-Submitted"] = "auto-generated"
+    msg["X-Auto-Response-Suppress"] = "All"
+    msg.set_content(digest.text.replace("\r\n", "\n"), charset="utf-8",
+                    cte="quoted-printable")
+    msg.add_alternative(digest.html, subtype="html", charset="utf-8", cte="quoted-printable")
+    return msg.as_bytes()

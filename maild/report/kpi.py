@@ -1,0 +1,277 @@
+"""KPIs of one period: the numbers `maild stats --json` reports and the digest shows.
+
+What it is for: turning tickets, messages and events into the figures defined in
+DESIGN.md "Metric definitions" (docs/metrics.md spells out every formula) for a
+half-open period [since, until), identically on SQLite and PostgreSQL.
+
+What it must not do: read the clock (`now` is passed in), write to the database,
+load every message into Python (counts and joins are SQL aggregates; only the
+timestamps of the tickets first answered in the period are loaded, to compute
+business time and percentiles), or format numbers for people (see `digest`).
+
+Data stamped at or after `min(until, now)` is ignored, so replaying history with
+an earlier `now` sees only what was known then.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, and_, case, func, or_, select, union_all
+from sqlalchemy.orm import Session, aliased
+
+from maild.calendar import BusinessCalendar
+from maild.store.models import Event, Mailbox, MessageRow, Ticket
+
+_SEP = "\x1f"  # joins an agent's name and address in one SQL value
+AGE_BUCKETS: tuple[tuple[str, int | None], ...] = (
+    ("<4h", 4), ("4-24h", 24), ("1-3d", 72), ("3-7d", 168), (">7d", None))
+
+
+@dataclass(frozen=True)
+class FirstResponse:
+    """One ticket first answered in the period: the inputs of FRT and SLA figures."""
+
+    ticket_id: int
+    mailbox_id: int
+    agent: str
+    wall: float
+    business: float
+    attained: bool | None  # None: the ticket had no SLA due time
+
+
+def percentile(values: Sequence[float], fraction: float) -> float | None:
+    """Linear interpolation between closest ranks (Hyndman-Fan type 7, numpy's default)."""
+    if not values:
+        return None
+    xs = sorted(values)
+    h = (len(xs) - 1) * fraction
+    lo = math.floor(h)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (h - lo) * (xs[hi] - xs[lo])
+
+
+def ratio(part: int, whole: int) -> float | None:
+    return None if whole == 0 else part / whole
+
+
+def iso(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def summary(values: Sequence[float]) -> dict[str, float | None]:
+    mean = sum(values) / len(values) if values else None
+    return {"median": _round(percentile(values, 0.5)), "p90": _round(percentile(values, 0.9)),
+            "mean": _round(mean)}
+
+
+def ticket_scope(mailbox_id: int | None) -> list[ColumnElement[bool]]:
+    conds: list[ColumnElement[bool]] = [Ticket.status != "spam"]
+    if mailbox_id is not None:
+        conds.append(Ticket.mailbox_id == mailbox_id)
+    return conds
+
+
+def _agent_message() -> list[ColumnElement[bool]]:
+    return [MessageRow.direction == "out", MessageRow.auto.is_(False)]
+
+
+def _solves() -> Any:
+    """(tid, at) of every move into `solved`: status events, plus the current solved_at."""
+    to_ = Event.detail["to"].as_string()
+    return union_all(
+        select(Event.ticket_id.label("tid"), Event.at.label("at"))
+        .where(Event.kind == "status", to_ == "solved"),
+        select(Ticket.id, Ticket.solved_at)
+        .where(Ticket.status == "solved", Ticket.solved_at.is_not(None)),
+    ).subquery()
+
+
+def solved_at(end: datetime) -> Select[tuple[int]]:
+    """Ids of the tickets whose status just before instant `end` is solved."""
+    solves = _solves()
+    to_, from_ = Event.detail["to"].as_string(), Event.detail["from"].as_string()
+    last = (select(solves.c.tid, func.max(solves.c.at).label("at"))
+            .where(solves.c.at < end).group_by(solves.c.tid).subquery())
+    undo = select(Event.id).where(
+        Event.ticket_id == last.c.tid, Event.at >= last.c.at, Event.at < end,
+        or_(Event.kind == "reopened",
+            and_(Event.kind == "status", from_ == "solved", to_ != "solved")))
+    return select(last.c.tid).where(~undo.exists())
+
+
+def solved_during(since: datetime, end: datetime) -> Select[tuple[int]]:
+    """Ids of tickets moved to solved in [since, end) and still solved at `end`."""
+    solves = _solves()
+    return select(solves.c.tid).where(solves.c.at >= since, solves.c.at < end,
+                                      solves.c.tid.in_(solved_at(end)))
+
+
+def first_responses(session: Session, calendar: BusinessCalendar, since: datetime,
+                    end: datetime, mailbox_id: int | None = None) -> list[FirstResponse]:
+    """Tickets whose first agent reply is in [since, end), timed from the first customer
+    message (its creation when there is none) and attributed to the reply's author."""
+    first_in = select(func.min(MessageRow.arrived_at)).where(
+        MessageRow.ticket_id == Ticket.id, MessageRow.direction == "in",
+        MessageRow.auto.is_(False)).scalar_subquery()
+    author = select(func.min(MessageRow.from_name + _SEP + MessageRow.from_addr)).where(
+        MessageRow.ticket_id == Ticket.id, *_agent_message(),
+        MessageRow.arrived_at == Ticket.first_response_at).scalar_subquery()
+    rows = session.execute(select(
+        Ticket.id, Ticket.mailbox_id, func.coalesce(first_in, Ticket.created_at),
+        Ticket.first_response_at, Ticket.sla_due_at, author,
+    ).where(Ticket.first_response_at >= since, Ticket.first_response_at < end,
+            *ticket_scope(mailbox_id)).order_by(Ticket.id)).all()
+    out = []
+    for tid, mailbox, start, answered, due, who in rows:
+        start = _aware(start)
+        wall = max(0.0, (answered - start).total_seconds())
+        out.append(FirstResponse(tid, mailbox, agent_name(who), wall,
+                                 calendar.business_seconds(start, answered),
+                                 None if due is None else answered <= due))
+    return out
+
+
+def agent_name(packed: str | None) -> str:
+    """The display name of an agent reply's From, else its address (packed as "name<US>addr")."""
+    name, _, addr = (packed or "").partition(_SEP)
+    return name.strip() or addr or "(unknown)"
+
+
+def _aware(value: datetime | str) -> datetime:
+    if isinstance(value, str):  # SQLite hands back COALESCE() results as text
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _count(session: Session, *where: ColumnElement[bool]) -> int:
+    return session.scalar(select(func.count(Ticket.id)).where(*where)) or 0
+
+
+def _sla(session: Session, frs: list[FirstResponse], since: datetime, end: datetime,
+         scope: list[ColumnElement[bool]]) -> dict[str, Any]:
+    due = [f.attained for f in frs if f.attained is not None]
+    breaches = _count(session, Ticket.sla_due_at >= since, Ticket.sla_due_at < end,
+                      or_(Ticket.first_response_at.is_(None),
+                          Ticket.first_response_at > Ticket.sla_due_at), *scope)
+    return {"attained_pct": ratio(sum(due), len(due)), "breaches": breaches}
+
+
+def _otr(session: Session, since: datetime, end: datetime,
+         scope: list[ColumnElement[bool]]) -> float | None:
+    replies = select(func.count(MessageRow.id)).where(
+        MessageRow.ticket_id == Ticket.id, *_agent_message(),
+        MessageRow.arrived_at < end).scalar_subquery()
+    solved, otr = session.execute(select(
+        func.count(Ticket.id), func.coalesce(func.sum(case((replies == 1, 1), else_=0)), 0),
+    ).where(Ticket.id.in_(solved_during(since, end)), *scope)).one()
+    return ratio(int(otr), int(solved))
+
+
+def backlog(session: Session, end: datetime,
+            scope: list[ColumnElement[bool]]) -> dict[str, Any]:
+    """Tickets created before `end` and not solved at `end`, bucketed by age at `end`."""
+    cols = [func.count(Ticket.id)]
+    newer_than: datetime | None = None
+    for _, hours in AGE_BUCKETS:
+        older = Ticket.created_at <= newer_than if newer_than else Ticket.id.is_not(None)
+        limit = end - timedelta(hours=hours) if hours is not None else None
+        cond = and_(older, Ticket.created_at > limit) if limit else older
+        cols.append(func.coalesce(func.sum(case((cond, 1), else_=0)), 0))
+        newer_than = limit
+    row = session.execute(select(*cols).where(
+        Ticket.created_at < end, Ticket.id.not_in(solved_at(end)), *scope)).one()
+    buckets = {name: int(n) for (name, _), n in zip(AGE_BUCKETS, row[1:], strict=True)}
+    return {"total": int(row[0]), "age_buckets": buckets}
+
+
+def waiting(session: Session, end: datetime, mailbox_id: int | None = None,
+            limit: int | None = None) -> list[tuple[int, datetime]]:
+    """(ticket id, waiting since) of backlog tickets with an unanswered customer message,
+    oldest first: the earliest such message after the last agent reply before `end`."""
+    reply = aliased(MessageRow)
+    last_reply = select(func.max(reply.arrived_at)).where(
+        reply.ticket_id == MessageRow.ticket_id, reply.direction == "out",
+        reply.auto.is_(False), reply.arrived_at < end).scalar_subquery()
+    oldest = func.min(MessageRow.arrived_at)
+    query = (select(MessageRow.ticket_id, oldest).join(Ticket, Ticket.id == MessageRow.ticket_id)
+             .where(MessageRow.direction == "in", MessageRow.auto.is_(False),
+                    MessageRow.arrived_at < end, Ticket.created_at < end,
+                    Ticket.id.not_in(solved_at(end)), *ticket_scope(mailbox_id),
+                    or_(last_reply.is_(None), MessageRow.arrived_at > last_reply))
+             .group_by(MessageRow.ticket_id).order_by(oldest, MessageRow.ticket_id).limit(limit))
+    return [(tid, _aware(at)) for tid, at in session.execute(query).all()]
+
+
+def _per_agent(session: Session, frs: list[FirstResponse], since: datetime, end: datetime,
+               scope: list[ColumnElement[bool]]) -> list[dict[str, Any]]:
+    replies: dict[str, int] = defaultdict(int)
+    rows = session.execute(
+        select(MessageRow.from_name, MessageRow.from_addr, func.count(MessageRow.id))
+        .join(Ticket, Ticket.id == MessageRow.ticket_id)
+        .where(*_agent_message(), MessageRow.arrived_at >= since, MessageRow.arrived_at < end,
+               *scope).group_by(MessageRow.from_name, MessageRow.from_addr)).all()
+    for name, addr, n in rows:
+        replies[agent_name(f"{name}{_SEP}{addr}")] += n
+    frt: dict[str, list[float]] = defaultdict(list)
+    for f in frs:
+        frt[f.agent].append(f.business)
+    return [{"agent": agent, "replies": replies.get(agent, 0),
+             "first_responses": len(frt.get(agent, [])),
+             "frt_business_median": _round(percentile(frt.get(agent, []), 0.5))}
+            for agent in sorted(set(replies) | set(frt))]
+
+
+def _per_mailbox(session: Session, frs: list[FirstResponse], since: datetime, until: datetime,
+                 mailbox_id: int | None) -> list[dict[str, Any]]:
+    mb_filter = [] if mailbox_id is None else [Mailbox.id == mailbox_id]
+    created = (select(func.count(Ticket.id)).where(
+        Ticket.mailbox_id == Mailbox.id, Ticket.created_at >= since,
+        Ticket.created_at < until, Ticket.status != "spam").scalar_subquery())
+    out = []
+    for mid, address, n in session.execute(
+            select(Mailbox.id, Mailbox.address, created).where(*mb_filter).order_by(Mailbox.id)):
+        mine = [f for f in frs if f.mailbox_id == mid]
+        due = [f.attained for f in mine if f.attained is not None]
+        out.append({"mailbox": address, "tickets_created": n, "first_responses": len(mine),
+                    "frt_business_median": _round(percentile([f.business for f in mine], 0.5)),
+                    "sla_attained_pct": ratio(sum(due), len(due))})
+    return out
+
+
+def compute_stats(session: Session, calendar: BusinessCalendar, since: datetime,
+                  until: datetime, now: datetime, mailbox_id: int | None = None) -> dict[str, Any]:
+    """The `stats --json` object for [since, until), seen at `now`."""
+    end = min(until, now)
+    scope = ticket_scope(mailbox_id)
+    frs = first_responses(session, calendar, since, end, mailbox_id)
+    created = [Ticket.created_at >= since, Ticket.created_at < end, *scope]
+    n_created = _count(session, *created)
+    waits = waiting(session, end, mailbox_id, limit=1)
+    reopened = session.scalar(select(func.count(Event.id)).join(
+        Ticket, Ticket.id == Event.ticket_id).where(
+        Event.kind == "reopened", Event.at >= since, Event.at < end, *scope)) or 0
+    return {
+        "since": iso(since), "until": iso(until),
+        "tickets_created": n_created, "first_responses": len(frs),
+        "frt_business_seconds": summary([f.business for f in frs]),
+        "frt_wall_seconds": summary([f.wall for f in frs]),
+        "sla": _sla(session, frs, since, end, scope),
+        "otr_rate": _otr(session, since, end, scope),
+        "resolution_rate": ratio(_count(session, *created, Ticket.id.in_(solved_at(end))),
+                                 n_created),
+        "reopened": reopened,
+        "backlog": backlog(session, end, scope),
+        "longest_wait_seconds": (end - waits[0][1]).total_seconds() if waits else None,
+        "per_agent": _per_agent(session, frs, since, end, scope),
+        "per_mailbox": _per_mailbox(session, frs, since, end, mailbox_id),
+    }
