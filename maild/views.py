@@ -73,6 +73,9 @@ def show_ticket(session: Session, ticket_id: int) -> dict[str, Any]:
         raise NotFoundError(f"ticket {ticket_id}: no such ticket")
     out = ticket_summary(ticket, ticket.customer.address, _counts(session, [ticket.id]).get(
         ticket.id, 0))
+    out["language"] = ticket.language
+    out["sla_policy"] = ticket.sla_policy
+    out["suggestions"] = list(ticket.suggestions or [])
     out["messages"] = [message_view(m) for m in ticket.messages]
     events = session.scalars(select(Event).where(Event.ticket_id == ticket_id).order_by(
         Event.at, Event.id)).all()

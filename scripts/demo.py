@@ -1,0 +1,192 @@
+"""The maild demo: a local mail stack, a day of support mail, maild at work.
+
+Starts a private Dovecot and an SMTP sink (devstack), creates the shared
+mailbox support@example.com, feeds it realistic customer mail (English and
+Turkish, replies, an attachment, a broken message) plus machine mail (an
+out-of-office, a bounce, a mailing list, a noreply sender) and agent replies
+in Sent, runs `maild db upgrade` and `maild run --once`, then shows the
+tickets, the ETA auto-replies that went out, those suppressed and why, the
+macro suggestions and SLA status. Everything lives in a temp dir (or --out)
+and is torn down at the end. Run it with scripts/demo.sh.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from devstack.dovecot import DovecotServer, make_workdir  # noqa: E402
+from devstack.smtpsink import SmtpSink  # noqa: E402
+from maild.cli import main as maild  # noqa: E402
+from tests.corpus.loader import load_corpus  # noqa: E402
+
+SUPPORT = "support@example.com"
+MACHINES = [
+    ("Bob Stone <bob@corp.example>", "Automatic reply: Invoice question",
+     "Auto-Submitted: auto-generated\r\nX-Auto-Response-Suppress: All\r\n",
+     "I am out of the office until Monday.", "text/plain; charset=utf-8"),
+    ("Mail Delivery System <MAILER-DAEMON@mx.example>", "Undelivered Mail Returned to Sender",
+     "Return-Path: <>\r\n", "--b\r\nContent-Type: text/plain\r\n\r\nDelivery failed.\r\n--b\r\n"
+     "Content-Type: message/delivery-status\r\n\r\nStatus: 5.1.1\r\n--b--",
+     "multipart/report; report-type=delivery-status; boundary=b"),
+    ("Product News <news@lists.example>", "This week in product news",
+     "List-Id: <news.lists.example>\r\nList-Unsubscribe: <mailto:leave@lists.example>\r\n",
+     "Our weekly digest.", "text/plain; charset=utf-8"),
+    ("Shop <no-reply@shop.example>", "Your receipt #88121", "", "Thanks for your order.",
+     "text/plain; charset=utf-8"),
+]
+
+
+def step(text: str) -> None:
+    print(f"\n==> {text}", flush=True)
+
+
+def machine_mail(i: int, frm: str, subject: str, headers: str, body: str, ctype: str) -> bytes:
+    return (f"From: {frm}\r\nTo: {SUPPORT}\r\nSubject: {subject}\r\nMessage-ID: "
+            f"<machine-{i}@demo.example>\r\nDate: Fri, 13 Nov 2026 09:00:00 +0300\r\n"
+            f"MIME-Version: 1.0\r\nContent-Type: {ctype}\r\n{headers}\r\n{body}\r\n").encode()
+
+
+def write_config(out: Path, dovecot: DovecotServer, sink: SmtpSink) -> Path:
+    cfg = out / "maild.toml"
+    cfg.write_text(f"""# maild demo configuration (local devstack servers)
+[database]
+url = "sqlite:///{out / 'maild.db'}"
+
+[mailbox]
+address = "{SUPPORT}"
+imap_host = "localhost"
+imap_port = {dovecot.imap_port}
+security = "starttls"
+ca_file = "{dovecot.ca_file}"
+username = "{SUPPORT}"
+password_env = "MAILD_DEMO_PASSWORD"
+
+[smtp]
+host = "127.0.0.1"
+port = {sink.port}
+security = "none"
+allow_insecure = true
+
+[sla]
+timezone = "Europe/Istanbul"
+business_hours = "Mon-Fri 09:00-18:00"
+first_response = "4h"
+holidays = "TR"
+
+[sla.policies.vip]
+first_response = "1h"
+
+[autoreply]
+sender_name = "Example Support"
+company = "Example Ltd"
+
+[paths]
+rules = "{REPO / 'rules'}"
+macros = "{REPO / 'templates' / 'macros'}"
+templates = "{REPO / 'templates'}"
+""")
+    return cfg
+
+
+def cli(cfg: Path, *args: str) -> Any:
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        code = maild(["--config", str(cfg), "--log-level", "WARNING", *args])
+    if code != 0:
+        raise SystemExit(f"maild {' '.join(args)} failed with exit code {code}")
+    text = buf.getvalue()
+    return json.loads(text) if "--json" in args else text
+
+
+def feed(dovecot: DovecotServer) -> int:
+    import imapclient
+
+    corpus = load_corpus("threading")
+    client = imapclient.IMAPClient(dovecot.host, port=dovecot.imap_port, ssl=False)
+    client.starttls(__import__("ssl").create_default_context(cafile=str(dovecot.ca_file)))
+    client.login(SUPPORT, "demo")
+    count = 0
+    for folder in ("INBOX", "Sent"):
+        for m in corpus.folder(folder):
+            client.append(folder, m.raw, (), m.internaldate)
+            count += 1
+    for i, spec in enumerate(MACHINES):
+        client.append("INBOX", machine_mail(i, *spec), (), None)
+        count += 1
+    client.logout()
+    return count
+
+
+def show(cfg: Path, sink: SmtpSink) -> None:
+    step("tickets (maild tickets list)")
+    print(cli(cfg, "tickets", "list"), end="")
+    tickets = cli(cfg, "tickets", "list", "--json")
+    step(f"ETA auto-replies that went out ({len(sink.messages)}, recorded by the SMTP sink)")
+    for m in sink.messages:
+        msg = m.parsed()
+        body = msg.get_body(("plain",))
+        eta = [ln for ln in (body.get_content() if body else "").splitlines()
+               if "business" in ln or "iş " in ln]
+        print(f"  to {m.rcpt_tos[0]:<36} {msg['Subject']}")
+        if eta:
+            print(f"      {eta[0].strip()}")
+    step("auto-replies suppressed, with the reason recorded on the ticket")
+    for t in tickets:
+        shown = cli(cfg, "tickets", "show", str(t["id"]), "--json")
+        for e in shown["events"]:
+            if e["kind"] == "auto_reply_suppressed":
+                print(f"  #{t['id']:<3} {t['customer']:<36} {e['reason']}")
+    step("macro suggestions and SLA status for the open tickets")
+    for t in tickets:
+        if t["status"] in ("solved", "spam"):
+            continue
+        shown = cli(cfg, "tickets", "show", str(t["id"]), "--json")
+        sugg = ", ".join(f"{s['name']} ({s['score'] if s['score'] is not None else 'rule'})"
+                         for s in shown.get("suggestions", [])) or "-"
+        answered = f"answered {t['first_response_at']}" if t["first_response_at"] else \
+            f"due {t['sla_due_at'] or '-'}"
+        print(f"  #{t['id']:<3} [{t['priority']:<6}] {answered:<34} suggest: {sugg}")
+
+
+def run(out: Path) -> None:
+    step("starting a private Dovecot (IMAP + LMTP) and an SMTP sink on 127.0.0.1")
+    work = make_workdir("maild-demo-")
+    with DovecotServer(work) as dovecot, SmtpSink(deliver_to=dovecot) as sink:
+        dovecot.add_user(SUPPORT, "demo")
+        os.environ["MAILD_DEMO_PASSWORD"] = "demo"
+        print(f"    IMAP 127.0.0.1:{dovecot.imap_port} (STARTTLS), SMTP 127.0.0.1:{sink.port}")
+        step("feeding the shared mailbox: customer mail, agent replies in Sent, machine mail")
+        print(f"    {feed(dovecot)} messages appended")
+        cfg = write_config(out, dovecot, sink)
+        step(f"maild db upgrade  (config: {cfg})")
+        print("    " + cli(cfg, "db", "upgrade").strip())
+        step("maild run --once  (fetch, thread, rules, ETA auto-replies, send)")
+        result = cli(cfg, "run", "--once", "--json", "--now", "2026-11-13T07:00:00Z")
+        print(f"    stored {result['stored']} messages into {result['new_tickets']} tickets; "
+              f"sent {result['sent']} auto-replies")
+        show(cfg, sink)
+    step(f"done. The database and config are in {out}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", help="directory for the demo database and config")
+    args = parser.parse_args()
+    out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="maild-demo-out-"))
+    out.mkdir(parents=True, exist_ok=True)
+    run(out.resolve())
+
+
+if __name__ == "__main__":
+    main()

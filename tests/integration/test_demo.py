@@ -1,0 +1,28 @@
+"""The README's first command works: the demo runs end to end and shows results."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.integration.stack import REPO
+
+pytestmark = pytest.mark.integration
+
+
+def test_demo_runs_end_to_end(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "demo.py"), "--out",
+                           str(tmp_path)], capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    assert "stored 32 messages into 17 tickets" in out
+    assert "ETA auto-replies that went out (11" in out
+    assert "within 4 business hours" in out and "iş saati içinde" in out
+    for reason in ("loop-guard:auto-submitted", "loop-guard:report-content",
+                   "loop-guard:list-headers", "loop-guard:machine-sender",
+                   "rate-limit-sender"):
+        assert reason in out
+    assert "suggest: " in out and (tmp_path / "maild.db").exists()
