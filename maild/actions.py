@@ -21,6 +21,7 @@ from maild.compose import compose
 from maild.macros.render import RenderContext, render_macro
 from maild.outbox import enqueue
 from maild.parse import ParsedMessage
+from maild.sla import set_status, start_clock
 from maild.store import repo
 from maild.store.models import Mailbox, OutboxRow, Ticket
 from maild.tickets import StoredMessage
@@ -44,19 +45,20 @@ def rate_limit_reason(session: Session, auto: Automation, recipient: str,
     return None
 
 
-def apply_plan(session: Session, ticket: Ticket, plan: Plan, is_new: bool,
-               at: datetime) -> None:
+def apply_plan(session: Session, auto: Automation, ticket: Ticket, plan: Plan, is_new: bool,
+               arrived: datetime, at: datetime) -> None:
     d = plan.decision
     if is_new or d.source_of("priority") != "default":
         ticket.priority = d.priority
     ticket.tags = list(dict.fromkeys([*(ticket.tags or []), *d.tags]))
     if is_new:
         ticket.sla_policy = plan.sla_policy
-        ticket.sla_due_at = plan.sla_due_at
+        start_clock(ticket, auto.calendar, auto.policies[plan.sla_policy].first_response,
+                    arrived, auto.warn_fraction)
         ticket.language = plan.language
         ticket.suggestions = list(plan.suggestions)
     if d.spam or d.ignore:
-        ticket.status = "spam"
+        set_status(session, ticket, "spam", at, reason=f"rule:{d.source_of('spam')}")
     if d.matched:
         repo.add_event(session, ticket.id, at, "rules", matched=list(d.matched),
                        priority=ticket.priority, tags=list(d.tags))
@@ -87,7 +89,8 @@ class AutomationHandler:
                             previous_tickets=repo.previous_ticket_count(
                                 session, ticket.customer_id, ticket.id))
         now = self.clock.now()
-        apply_plan(session, ticket, plan, stored.new_ticket, now)
+        apply_plan(session, self.auto, ticket, plan, stored.new_ticket, stored.row.arrived_at,
+                   now)
         reason = plan.skip_reason or rate_limit_reason(session, self.auto, plan.reply_to, now)
         if reason is not None:
             if stored.new_ticket or plan.verdict.automated or plan.decision.auto_reply:

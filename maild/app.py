@@ -62,9 +62,11 @@ class App:
         return self._automation
 
     def ingestor(self, mb: MailboxConfig) -> Ingestor:
-        handlers = [AutomationHandler(self.automation(), self.clock)] if self.with_rules else []
+        auto = self.automation() if self.with_rules else None
+        handlers = [AutomationHandler(auto, self.clock)] if auto else []
         return Ingestor(self.sessions, self.clock, mb.address, own_addresses=self.own_addresses(),
-                        window_days=self.config.threading.window_days, handlers=handlers)
+                        window_days=self.config.threading.window_days, handlers=handlers,
+                        calendar=auto.calendar if auto else None)
 
     def smtp_settings(self) -> SmtpSettings | None:
         s = self.config.smtp

@@ -45,6 +45,7 @@ class Automation:
     policies: dict[str, SlaPolicy]
     settings: AutoReplyConfig
     own_addresses: frozenset[str]
+    warn_fraction: float = 0.8
 
 
 def load_automation(config: Config) -> Automation:
@@ -60,7 +61,7 @@ def load_automation(config: Config) -> Automation:
                                 config.sla.holidays)
     own = frozenset(mb.address.lower() for mb in config.mailboxes)
     return Automation(rules, macros, replies, calendar, config.sla.timezone, policies,
-                      config.autoreply, own)
+                      config.autoreply, own, config.sla.warn_fraction)
 
 
 @dataclass(frozen=True)

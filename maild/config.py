@@ -77,6 +77,12 @@ class SlaConfig:
     business_hours: str = doc("e.g. 'Mon-Fri 09:00-18:00'", default="Mon-Fri 09:00-18:00")
     first_response: str = doc("first-response target in business time, e.g. 4h", default="4h")
     holidays: str | None = doc("country code for public holidays, e.g. TR", default=None)
+    warn_fraction: float = doc("warn when this fraction of the SLA time has passed",
+                               default=0.8)
+    auto_solve_pending_days: int = doc("solve pending tickets with no customer reply after "
+                                       "this many days (0 = never)", default=7)
+    reopen_window_days: int = doc("a solved ticket still counts as one-touch if the customer "
+                                  "does not write again within this many days", default=7)
 
 
 @dataclass(frozen=True)
@@ -164,6 +170,8 @@ def _type_ok(value: Any, hint: Any) -> bool:
     if origin is tuple:
         (item,) = typing.get_args(hint)[:1]
         return isinstance(value, list) and all(_type_ok(v, item) for v in value)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
     if hint is int:
         return isinstance(value, int) and not isinstance(value, bool)
     return isinstance(value, hint)
@@ -224,6 +232,9 @@ def _check_values(cfg: Config) -> None:
     if not (hh.isdigit() and mm.isdigit() and int(hh) < 24 and int(mm) < 60):
         raise ConfigError(f"digest.at: expected HH:MM, got {cfg.digest.at!r}")
     _check_durations(cfg)
+    if not 0 < cfg.sla.warn_fraction < 1:
+        raise ConfigError(f"sla.warn_fraction: must be between 0 and 1, got "
+                          f"{cfg.sla.warn_fraction}")
     if cfg.threading.window_days < 0:
         raise ConfigError("threading.window_days: must be >= 0")
 

@@ -18,6 +18,7 @@ from typing import Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from maild.calendar import BusinessCalendar
 from maild.clock import Clock
 from maild.parse import ParsedMessage, parse_message
 from maild.store import repo
@@ -56,7 +57,9 @@ class MessageHandler(Protocol):
 class Ingestor:
     def __init__(self, sessions: sessionmaker[Session], clock: Clock, mailbox_address: str,
                  *, own_addresses: Sequence[str] = (), window_days: int = 7,
-                 handlers: Sequence[MessageHandler] = ()) -> None:
+                 handlers: Sequence[MessageHandler] = (),
+                 calendar: BusinessCalendar | None = None) -> None:
+        self.calendar = calendar
         self.sessions = sessions
         self.clock = clock
         self.address = mailbox_address.lower()
@@ -78,7 +81,7 @@ class Ingestor:
         result = BatchResult()
         with self.sessions.begin() as session:
             mailbox = repo.get_or_create_mailbox(session, self.address, self.clock.now())
-            writer = TicketWriter(session, mailbox.id, self.own, self.window)
+            writer = TicketWriter(session, mailbox.id, self.own, self.window, self.calendar)
             for item in items:
                 self._one(session, writer, role, folder, uidvalidity, item, result)
                 result.last_uid = max(result.last_uid, item.uid or 0)

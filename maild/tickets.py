@@ -14,7 +14,9 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
+from maild.calendar import BusinessCalendar
 from maild.parse import ParsedMessage
+from maild.sla import set_status
 from maild.store import repo
 from maild.store.models import MessageRow, MessageSource, Ticket
 from maild.threads import decide_thread, normalize_subject
@@ -59,7 +61,8 @@ def counterpart_of(parsed: ParsedMessage, outbound: bool, own: frozenset[str]) -
 
 class TicketWriter:
     def __init__(self, session: Session, mailbox_id: int, own: frozenset[str],
-                 window: timedelta) -> None:
+                 window: timedelta, calendar: BusinessCalendar | None = None) -> None:
+        self.calendar = calendar
         self.session = session
         self.mailbox_id = mailbox_id
         self.own = own
@@ -150,5 +153,5 @@ class TicketWriter:
         if ticket.status in ("solved", "pending"):
             kind = "reopened" if ticket.status == "solved" else "customer_replied"
             repo.add_event(self.session, ticket.id, arrived, kind, previous=ticket.status)
-            ticket.status = "open"
-            ticket.solved_at = None
+            set_status(self.session, ticket, "open", arrived, calendar=self.calendar,
+                       reason=kind)

@@ -157,7 +157,7 @@ def _row(t: Ticket, customer: str, now: datetime, zone: ZoneInfo,
 def _tickets(session: Session, *where: Any) -> list[tuple[Ticket, str]]:
     rows = session.execute(select(Ticket, Customer.address).join(
         Customer, Customer.id == Ticket.customer_id).where(*where).order_by(Ticket.id))
-    return [(t, addr) for t, addr in rows.tuples()]
+    return [(t, addr) for t, addr in rows]
 
 
 def breached(session: Session, since: datetime, end: datetime, now: datetime, zone: ZoneInfo,
@@ -222,9 +222,10 @@ def build_digest(session: Session, calendar: BusinessCalendar, day: date, tz: st
                    for a in stats["per_agent"]],
     }
     frt = duration(stats["frt_business_seconds"]["median"])
-    subject = one_line(f"{company + ' ' if company else ''}support digest {day.isoformat()}: "
-                       f"{stats['tickets_created']} new, FRT median {frt}, "
-                       f"{stats['sla']['breaches']} SLA breaches")
+    breaches = stats["sla"]["breaches"]
+    subject = one_line(f"{company + ' ' if company else ''}support {day.isoformat()}: "
+                       f"{stats['tickets_created']} new, FRT {frt}, "
+                       f"{breaches} SLA breach{'' if breaches == 1 else 'es'}")
     env = environment(templates)
     data["subject"] = subject
     return Digest(subject, env.get_template("digest.txt.j2").render(data),

@@ -180,7 +180,7 @@ def _otr(session: Session, since: datetime, end: datetime,
 def backlog(session: Session, end: datetime,
             scope: list[ColumnElement[bool]]) -> dict[str, Any]:
     """Tickets created before `end` and not solved at `end`, bucketed by age at `end`."""
-    cols = [func.count(Ticket.id)]
+    cols: list[ColumnElement[Any]] = [func.count(Ticket.id)]
     newer_than: datetime | None = None
     for _, hours in AGE_BUCKETS:
         older = Ticket.created_at <= newer_than if newer_than else Ticket.id.is_not(None)

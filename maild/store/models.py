@@ -89,6 +89,7 @@ class Ticket(Base):
         Index("ix_tickets_customer_subject", "customer_id", "normalized_subject"),
         Index("ix_tickets_created_at", "created_at"),
         Index("ix_tickets_sla_due_at", "sla_due_at"),
+        Index("ix_tickets_sla_warn_at", "sla_warn_at"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailboxes.id"))
@@ -109,6 +110,9 @@ class Ticket(Base):
     last_customer_at: Mapped[datetime | None]
     solved_at: Mapped[datetime | None]
     language: Mapped[str | None] = mapped_column(String(16))
+    sla_warn_at: Mapped[datetime | None]
+    sla_warned_at: Mapped[datetime | None]
+    pending_since: Mapped[datetime | None]
     suggestions: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
 
     customer: Mapped[Customer] = relationship()
