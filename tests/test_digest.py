@@ -1,0 +1,127 @@
+"""The daily digest over the hand-built week of tests/test_kpi.py: Friday 2026-10-30."""
+
+from __future__ import annotations
+
+import email
+from datetime import date
+from email.message import EmailMessage
+from email.policy import default
+from pathlib import Path
+
+import pytest
+from sqlalchemy import update
+
+from maild.report import Digest, build_digest, render_digest_email
+from maild.report.digest import bars, compare, duration
+from maild.store.models import Ticket
+from tests.builders import migrated_sessions
+from tests.test_kpi import CAL, L, build_week
+
+FRIDAY = date(2026, 10, 30)
+NOW = L(11, 2, 11)  # Monday 11:00 local: T3 and T13 are due at 13:00 -> at risk
+EVIL = "<script>alert('x')</script> refund & more"
+
+
+def make(db_url: str, templates: Path | None = None) -> Digest:
+    with migrated_sessions(db_url)() as s:
+        build_week(s)
+        s.execute(update(Ticket).where(Ticket.created_at == L(10, 29, 10)).values(subject=EVIL))
+        s.commit()
+        return build_digest(s, CAL, FRIDAY, "Europe/Istanbul", NOW, company="ACME",
+                            templates=templates)
+
+
+@pytest.fixture
+def digest(db_url: str) -> Digest:
+    return make(db_url)
+
+
+def test_figures_and_arrows(digest: Digest) -> None:
+    # Friday: created T9 T12 (2) vs 7 in the 7 days before (avg 1): up 100%, "higher".
+    # FRT business: T4 10800, T9 1200, T12 10800 -> median 3h 0m; week: T1 5400 T2 5400
+    # T5 21600 T8 3600 -> median 5400 = 1h 30m: up 100%, worse.
+    # SLA: 3/3 vs 3/4: up 25 pts, better. OTR: T4 T9 T12 3/3 vs T1 of T1 T2 T7 T8: +75 pts.
+    # Breaches: T6 (1) vs T5 T7 (2/7 per day): up, worse.
+    lines = digest.text.splitlines()
+    assert "- Tickets created: 2  ▲ 100% vs 7-day avg 1 (higher)" in lines
+    assert "- FRT median (business): 3h 0m  ▲ 100% vs 7-day avg 1h 30m (worse)" in lines
+    assert "- SLA attained: 100%  ▲ 25 pts vs 7-day avg 75% (better)" in lines
+    assert "- One-touch resolution: 100%  ▲ 75 pts vs 7-day avg 25% (better)" in lines
+    assert "- SLA breaches: 1  ▲ 250% vs 7-day avg 0.3 (worse)" in lines
+    for figure in ("3h 0m", "100%", "▲ 25 pts", "(avg 1h 30m, worse)", "(avg 75%, better)"):
+        assert figure in digest.html
+    assert digest.data["stats"]["tickets_created"] == 2
+    assert digest.subject == "ACME support 2026-10-30: 2 new, FRT 3h 0m, 1 SLA breach"
+
+
+def test_hour_chart(digest: Digest) -> None:
+    # first responses Friday local: 09:20 (T9), 10:00 (T4), 14:00 (T12)
+    chart = digest.data["chart"]
+    assert [h for h, n in enumerate(chart["counts"]) if n] == [9, 10, 14]
+    assert chart["spark"] == "·" * 9 + "██" + "·" * 3 + "█" + "·" * 9
+    assert chart["spark"] in digest.text
+    assert digest.html.count("height:60px;background:#2b6cb0") == 3
+
+
+def test_ticket_lists(digest: Digest) -> None:
+    data = digest.data
+    assert [t["id"] for t in data["breached"]] == [6]  # T6, due Fri 13:00, never answered
+    assert [t["customer"] for t in data["breached"]] == ["ann@example.org"]
+    # at Monday 11:00: T3 and T13 due at 13:00 (2h left); T12 was answered at 07:30 (ids are T<n>)
+    assert [t["id"] for t in data["at_risk"]] == [3, 13]
+    assert [t["waiting"] for t in data["at_risk"]] == ["2d 1h", "13h 0m"]
+    # waiting since: T11 Tue 14:00, T5 Wed 10:00, T6 Thu 10:00, T3 Sat 10:00, T13 Sun 22:00
+    assert [t["waiting"] for t in data["oldest"]] == ["5d 21h", "5d 1h", "4d 1h", "2d 1h",
+                                                      "13h 0m"]
+    assert [a["agent"] for a in data["agents"]] == ["Alice (Example Support)",
+                                                    "Bob (Example Support)", "Carol (Sales)"]
+    for part in (digest.text, digest.html):
+        assert "Alice (Example Support)" in part and "5d 21h" in part
+
+
+def test_customer_text_is_escaped_and_html_is_self_contained(digest: Digest) -> None:
+    html = digest.html.lower()
+    assert "<script" not in html and "&lt;script&gt;alert(" in html
+    assert "refund &amp; more" in html
+    assert EVIL in digest.text  # plain text needs no escaping
+    for banned in ("http", "<img", "<style", "class=", "<link", "url("):
+        assert banned not in html
+    assert "max-width:640px" in html
+
+
+def test_email_is_multipart_alternative(digest: Digest) -> None:
+    raw = render_digest_email(digest, "maild@example.com",
+                              ["boss@example.com", "lead@example.com"], NOW)
+    msg = email.message_from_bytes(raw, policy=default)
+    assert isinstance(msg, EmailMessage)
+    assert msg.get_content_type() == "multipart/alternative"
+    assert msg["Auto-Submitted"] == "auto-generated"
+    assert msg["Message-ID"].endswith("@example.com>")
+    assert msg["To"] == "boss@example.com, lead@example.com"
+    assert msg["Subject"].strip() == digest.subject  # long subjects are folded
+    text, html = (p for p in msg.iter_parts())
+    assert text.get_content_type() == "text/plain" and "3h 0m" in text.get_content()
+    assert html.get_content_type() == "text/html" and "&lt;script&gt;" in html.get_content()
+
+
+def test_templates_can_be_overridden(db_url: str, tmp_path: Path) -> None:
+    txt = "T {{ stats.tickets_created }} {{ breached[0].subject }}"
+    (tmp_path / "digest.txt.j2").write_text(txt)
+    (tmp_path / "digest.html.j2").write_text("<p>{{ breached[0].subject }}</p>")
+    d = make(db_url, tmp_path)
+    assert d.text == f"T 2 {EVIL}"
+    assert d.html.startswith("<p>&lt;script&gt;")
+
+
+def test_compare_words() -> None:
+    frt = compare("FRT median", 4320, 5280, kind="duration", better="lower")
+    assert (frt["value"], frt["arrow"], frt["change"], frt["verdict"]) == (
+        "1h 12m", "▼", "18%", "better")
+    sla = compare("SLA", 0.8, 0.9, kind="rate", better="higher")
+    assert (sla["arrow"], sla["change"], sla["verdict"]) == ("▼", "10 pts", "worse")
+    assert compare("n", 3, 3.0, kind="count", better=None)["arrow"] == "="
+    assert compare("n", None, 3.0, kind="count", better=None)["change"] == "no data"
+    assert compare("n", 2, 0.0, kind="count", better=None)["change"] == "from 0"
+    assert [duration(s) for s in (None, 40, 600, 4320, 90000)] == [
+        "–", "40s", "10m", "1h 12m", "1d 1h"]
+    assert bars([0] * 24)["peak"] is None
