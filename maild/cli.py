@@ -11,7 +11,10 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from maild.app import App, build_app
 from maild.clock import Clock, FixedClock, SystemClock, parse_instant
@@ -147,6 +150,66 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
     return 0
 
 
+def _day(text: str, what: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"{what}: not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def _local_midnight(day: date, tz: str) -> datetime:
+    return datetime.combine(day, time(0), ZoneInfo(tz)).astimezone(UTC)
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from maild.report import compute_stats
+
+    app = _app(args)
+    app.require_schema()
+    tz = app.config.sla.timezone
+    since = _local_midnight(_day(args.since, "--since"), tz)
+    until = _local_midnight(_day(args.until, "--until"), tz)
+    with app.sessions() as session:
+        data = compute_stats(session, app.automation().calendar, since, until, app.clock.now())
+    if args.json:
+        _out(data)
+        return 0
+    for key, value in data.items():
+        print(f"{key:<24} {json.dumps(value, ensure_ascii=False)}")
+    return 0
+
+
+def cmd_digest(args: argparse.Namespace) -> int:
+    from maild.report import build_digest
+    from maild.schedule import job_digest
+
+    app = _app(args)
+    app.require_schema()
+    local_today = app.clock.now().astimezone(ZoneInfo(app.config.sla.timezone)).date()
+    day = _day(args.date, "--date") if args.date else local_today - timedelta(days=1)
+    if args.send:
+        if not app.config.digest.to:
+            raise ConfigError("digest.to: no recipients configured")
+        print(job_digest(app, day, force=True)["digest"])
+        from maild.daemon import deliver_outbox
+
+        deliver_outbox(app)
+        return 0
+    with app.sessions() as session:
+        digest = build_digest(session, app.automation().calendar, day, app.config.sla.timezone,
+                              app.clock.now(), company=app.config.autoreply.company,
+                              templates=app.config.resolve(app.config.paths.templates) / "digest")
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f"digest-{day}.html").write_text(digest.html, encoding="utf-8")
+        (out / f"digest-{day}.txt").write_text(digest.text, encoding="utf-8")
+        print(f"digest for {day}: {out / f'digest-{day}.html'} and {out / f'digest-{day}.txt'}")
+    else:
+        print(digest.text)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="maild", description="Email-support automation daemon")
     p.add_argument("--config", help="config file (default: $MAILD_CONFIG or ./maild.toml)")
@@ -175,6 +238,22 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--json", action="store_true")
     rt.set_defaults(func=cmd_rules_test)
 
+    st = sub.add_parser("stats", help="KPIs for a period (local dates, until exclusive)")
+    st.add_argument("--since", required=True, help="first local day, YYYY-MM-DD")
+    st.add_argument("--until", required=True, help="local day after the last, YYYY-MM-DD")
+    st.add_argument("--now", help="ISO 8601 time to use as the clock")
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(func=cmd_stats)
+
+    dg = sub.add_parser("digest", help="preview or send the daily digest")
+    dg.add_argument("--date", help="local day to report on (default: yesterday)")
+    mode = dg.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--preview", action="store_true", help="render (text to stdout)")
+    mode.add_argument("--send", action="store_true", help="send now to digest.to")
+    dg.add_argument("--out", help="with --preview: write digest-DATE.html and .txt here")
+    dg.add_argument("--now", help="ISO 8601 time to use as the clock")
+    dg.set_defaults(func=cmd_digest)
+
     tickets = sub.add_parser("tickets", help="list and show tickets").add_subparsers(
         dest="tickets_cmd", required=True)
     tl = tickets.add_parser("list", help="list tickets")
@@ -186,6 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
     ts.add_argument("id", type=int)
     ts.add_argument("--json", action="store_true")
     ts.set_defaults(func=cmd_tickets_show)
+    from maild.cli_agent import register
+    register(sub)
     return p
 
 

@@ -22,6 +22,7 @@ from typing import Any
 from maild.errors import ConfigError
 
 SECURITY_MODES = ("tls", "starttls", "none")
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
 def doc(text: str, **kw: Any) -> Any:
@@ -114,6 +115,8 @@ class OutboxConfig:
 class DigestConfig:
     to: tuple[str, ...] = doc("managers who receive the daily digest", default=())
     at: str = doc("local time the digest is sent, HH:MM", default="08:00")
+    days: tuple[str, ...] = doc("weekdays the digest is sent on (mon..sun)",
+                                default=("mon", "tue", "wed", "thu", "fri", "sat", "sun"))
 
 
 @dataclass(frozen=True)
@@ -231,6 +234,9 @@ def _check_values(cfg: Config) -> None:
     hh, _, mm = cfg.digest.at.partition(":")
     if not (hh.isdigit() and mm.isdigit() and int(hh) < 24 and int(mm) < 60):
         raise ConfigError(f"digest.at: expected HH:MM, got {cfg.digest.at!r}")
+    bad_days = [d for d in cfg.digest.days if d not in WEEKDAYS]
+    if bad_days:
+        raise ConfigError(f"digest.days: unknown day {bad_days[0]!r} (use mon..sun)")
     _check_durations(cfg)
     if not 0 < cfg.sla.warn_fraction < 1:
         raise ConfigError(f"sla.warn_fraction: must be between 0 and 1, got "

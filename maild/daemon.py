@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable
 from types import FrameType
 
@@ -20,6 +21,7 @@ from maild.poller import CycleReport
 
 log = logging.getLogger("maild.daemon")
 OUTBOX_INTERVAL = 15.0
+DRAIN_SECONDS = 7.0
 
 
 def _log_cycle(address: str) -> Callable[[CycleReport], None]:
@@ -49,6 +51,9 @@ def run_once(app: App, progress: Callable[[str], None] | None = None
         rep = app.poller(i).run_once(progress)
         _log_cycle(mb.address)(rep)
         reports.append(rep)
+    from maild.schedule import run_due
+
+    run_due(app)
     return reports, deliver_outbox(app)
 
 
@@ -61,16 +66,17 @@ def _safe_deliver(app: App) -> None:
 
 def run_forever(app: App, stop: threading.Event | None = None) -> None:
     stop = stop or threading.Event()
+    wake = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         log.info("received %s: stopping after the current batch", signal.Signals(signum).name)
         stop.set()
+        wake.set()
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
     app.automation()  # fail at start, not on the first message
-    wake = threading.Event()
 
     def on_cycle_for(address: str) -> Callable[[CycleReport], None]:
         logger = _log_cycle(address)
@@ -89,11 +95,19 @@ def run_forever(app: App, stop: threading.Event | None = None) -> None:
                                    mb.idle))
         t.start()
         threads.append(t)
-    log.info("maild running: %d mailbox(es)", len(threads))
+    from maild.schedule import build_scheduler
+
+    scheduler = build_scheduler(app)
+    scheduler.start()
+    log.info("maild running: %d mailbox(es), scheduler with %d job(s)", len(threads),
+             len(scheduler.get_jobs()))
     while not stop.is_set():
-        _safe_deliver(app)
         wake.wait(OUTBOX_INTERVAL)
-        wake.clear()
+        if wake.is_set() and not stop.is_set():  # new mail may have queued auto-replies
+            wake.clear()
+            _safe_deliver(app)
+    scheduler.shutdown(wait=True)
+    deadline = time.monotonic() + DRAIN_SECONDS  # SIGTERM must exit within 10 s in all
     for t in threads:
-        t.join(timeout=10)
+        t.join(timeout=max(0.0, deadline - time.monotonic()))
     log.info("maild stopped")

@@ -232,14 +232,16 @@ def build_digest(session: Session, calendar: BusinessCalendar, day: date, tz: st
                   env.get_template("digest.html.j2").render(data), data)
 
 
-def render_digest_email(digest: Digest, sender: str, to: list[str], date: datetime) -> bytes:
+def render_digest_email(digest: Digest, sender: str, to: list[str], date: datetime,
+                        message_id: str | None = None) -> bytes:
     """A multipart/alternative (text, then HTML) message marked auto-generated."""
     msg = EmailMessage(policy=SMTP)
     msg["From"] = one_line(sender)
     msg["To"] = ", ".join(one_line(a) for a in to)
     msg["Subject"] = one_line(digest.subject)
     msg["Date"] = format_datetime(date)
-    msg["Message-ID"] = make_message_id(one_line(sender).rpartition("@")[2].strip("> "), None)
+    msg["Message-ID"] = message_id or make_message_id(
+        one_line(sender).rpartition("@")[2].strip("> "), None)
     msg["Auto-Submitted"] = "auto-generated"
     msg["X-Auto-Response-Suppress"] = "All"
     msg.set_content(digest.text.replace("\r\n", "\n"), charset="utf-8",

@@ -1,0 +1,139 @@
+"""The scheduled jobs and the APScheduler 3.x scheduler that runs them.
+
+Jobs (each a plain function of the App, usable from `run --once`):
+- `job_sla`: SLA warnings and breaches, and the pending auto-solve (every minute);
+- `job_outbox`: send or retry the outbox (every minute);
+- `job_digest`: the managers' daily digest for yesterday, once per local day at
+  `digest.at` in the SLA time zone, on the configured weekdays.
+The digest's Message-ID is derived from the day and the mailbox, and the
+outbox's unique Message-ID makes "sent once" a database fact: a daemon started
+after `digest.at` catches that day up exactly once, and several instances (or
+a cron job and a daemon) can never send it twice. `maild run` hosts a
+BackgroundScheduler (imapclient is blocking, so pollers and jobs run in
+threads); `run_due` runs what is due right now, for `run --once`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+from sqlalchemy import select
+
+from maild.app import App
+from maild.compose import Outgoing
+from maild.outbox import enqueue
+from maild.report.digest import build_digest, render_digest_email
+from maild.sla import auto_solve_pending, check_sla
+from maild.store import repo
+from maild.store.models import OutboxRow
+
+log = logging.getLogger("maild.schedule")
+
+
+def job_sla(app: App) -> dict[str, Any]:
+    now = app.clock.now()
+    with app.sessions.begin() as session:
+        report = check_sla(session, now)
+        solved = auto_solve_pending(session, now, app.config.sla.auto_solve_pending_days)
+    return {"warned": report.warned, "breached": report.breached, "auto_solved": solved}
+
+
+def job_outbox(app: App) -> dict[str, Any]:
+    from maild.daemon import deliver_outbox
+
+    report = deliver_outbox(app)
+    return {} if report is None else {"sent": len(report.sent), "retry": len(report.retry),
+                                      "failed": len(report.failed)}
+
+
+def digest_message_id(day: date, mailbox: str) -> str:
+    return f"<maild.digest.{day.isoformat()}.{mailbox.replace('@', '.')}@maild.invalid>"
+
+
+@dataclass(frozen=True)
+class DigestSlot:
+    day: date  # the local day the digest reports on (yesterday)
+    due_at: datetime  # when it is due (UTC)
+
+
+def digest_slot(app: App, now: datetime) -> DigestSlot | None:
+    """The digest due at `now` (yesterday's, once today's `at` has passed), or None."""
+    cfg = app.config
+    zone = ZoneInfo(cfg.sla.timezone)
+    local = now.astimezone(zone)
+    hh, mm = (int(x) for x in cfg.digest.at.split(":"))
+    due = datetime.combine(local.date(), time(hh, mm), zone)
+    if local < due or not cfg.digest.to:
+        return None
+    if ("mon", "tue", "wed", "thu", "fri", "sat", "sun")[local.weekday()] not in cfg.digest.days:
+        return None
+    return DigestSlot(local.date() - timedelta(days=1), due.astimezone(now.tzinfo))
+
+
+def job_digest(app: App, day: date | None = None, force: bool = False) -> dict[str, Any]:
+    """Queue the digest for `day` (default: the due one) unless already queued."""
+    now = app.clock.now()
+    slot = DigestSlot(day, now) if day else digest_slot(app, now)
+    if slot is None:
+        return {"digest": "not due"}
+    mb = app.config.mailboxes[0]
+    message_id = digest_message_id(slot.day, mb.address)
+    with app.sessions.begin() as session:
+        exists = session.scalar(select(OutboxRow.id).where(OutboxRow.message_id == message_id))
+        if exists and not force:
+            return {"digest": f"{slot.day} already sent"}
+        mailbox = repo.get_or_create_mailbox(session, mb.address, now)
+        digest = build_digest(session, app.automation().calendar, slot.day,
+                              app.config.sla.timezone, now, company=app.config.autoreply.company,
+                              templates=app.config.resolve(app.config.paths.templates) / "digest")
+        mid = message_id if not exists else None
+        raw = render_digest_email(digest, mb.address, list(app.config.digest.to), now, mid)
+        out = Outgoing(mid or _message_id(raw), mb.address, tuple(app.config.digest.to),
+                       digest.subject, raw)
+        enqueue(session, out, mailbox_id=mailbox.id, ticket_id=None, kind="digest", now=now)
+    log.info("digest for %s queued to %s", slot.day, ", ".join(app.config.digest.to))
+    return {"digest": f"{slot.day} queued"}
+
+
+def _message_id(raw: bytes) -> str:
+    from maild.parse import parse_message
+
+    return parse_message(raw).message_id
+
+
+def run_due(app: App) -> dict[str, Any]:
+    """Everything due now: SLA checks, the digest if due (then the outbox sends it)."""
+    return {**job_sla(app), **job_digest(app)}
+
+
+def build_scheduler(app: App) -> BackgroundScheduler:
+    """The daemon's scheduler; digest at `digest.at` local time, caught up at start."""
+    cfg = app.config
+    zone = ZoneInfo(cfg.sla.timezone)
+    scheduler = BackgroundScheduler(timezone=zone, job_defaults={
+        "coalesce": True, "max_instances": 1, "misfire_grace_time": 3600})
+    scheduler.add_job(_safe(job_sla, app), "interval", minutes=1, id="sla")
+    scheduler.add_job(_safe(job_outbox, app), "interval", minutes=1, id="outbox")
+    hh, mm = cfg.digest.at.split(":")
+    scheduler.add_job(_safe(job_digest, app), CronTrigger(
+        day_of_week=",".join(cfg.digest.days), hour=int(hh), minute=int(mm), timezone=zone),
+        id="digest")
+    scheduler.add_job(_safe(job_digest, app), id="digest-catch-up")  # runs once, now
+    return scheduler
+
+
+def _safe(job: Any, app: App) -> Any:
+    def run() -> None:
+        try:
+            result = job(app)
+            log.debug("%s: %s", job.__name__, result)
+        except Exception:  # a failing job must not stop the scheduler
+            log.exception("scheduled job %s failed", job.__name__)
+    run.__name__ = job.__name__
+    return run
