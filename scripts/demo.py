@@ -6,7 +6,7 @@ Turkish, replies, an attachment, a broken message) plus machine mail (an
 out-of-office, a bounce, a mailing list, a noreply sender) and agent replies
 in Sent, runs `maild db upgrade` and `maild run --once`, then shows the
 tickets, the ETA auto-replies that went out, those suppressed and why, the
-macro suggestions and SLA status. Everything lives in a temp dir (or --out)
+macro suggestions and SLA status, and writes a digest preview as HTML. Everything lives in a temp dir (or --out)
 and is torn down at the end. Run it with scripts/demo.sh.
 """
 
@@ -176,6 +176,10 @@ def run(out: Path) -> None:
         print(f"    stored {result['stored']} messages into {result['new_tickets']} tickets; "
               f"sent {result['sent']} auto-replies")
         show(cfg, sink)
+        step("the managers' daily digest for Tuesday 3 November (maild digest --preview)")
+        print("    " + cli(cfg, "digest", "--date", "2026-11-03", "--preview", "--out",
+                           str(out / "digest"), "--now", "2026-11-04T06:00:00Z").strip())
+        print("    open the .html file in a browser; scripts/screenshot.sh renders it to PNG")
     step(f"done. The database and config are in {out}")
 
 

@@ -26,3 +26,22 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
                    "rate-limit-sender"):
         assert reason in out
     assert "suggest: " in out and (tmp_path / "maild.db").exists()
+    assert (tmp_path / "digest" / "digest-2026-11-03.html").exists()
+
+
+def test_digest_preview_renders_in_a_browser(tmp_path: Path) -> None:
+    """The digest preview is looked at as a page: Chromium renders it to a PNG."""
+    import shutil
+
+    if not (shutil.which("chromium") or shutil.which("chromium-browser")):
+        pytest.skip("chromium not installed (apt-get install chromium): screenshot not taken")
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "demo.py"), "--out",
+                           str(tmp_path)], capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    html = tmp_path / "digest" / "digest-2026-11-03.html"
+    png = tmp_path / "digest.png"
+    shot = subprocess.run(["bash", str(REPO / "scripts" / "screenshot.sh"), str(html),
+                           str(png)], capture_output=True, text=True, timeout=120)
+    assert shot.returncode == 0, shot.stderr
+    data = png.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000  # a real page, not blank
