@@ -23,6 +23,7 @@ from maild.errors import MailboxError, MaildError
 from maild.ingest import Ingestor
 from maild.mailbox import ImapSettings, MailboxClient
 from maild.outbox import OutboxSender, RetryPolicy
+from maild.parse import ParseLimits
 from maild.poller import Poller
 from maild.smtp import SmtpSettings
 from maild.store.db import current_revision, head_revision, make_engine, make_sessionmaker
@@ -66,7 +67,9 @@ class App:
         handlers = [AutomationHandler(auto, self.clock)] if auto else []
         return Ingestor(self.sessions, self.clock, mb.address, own_addresses=self.own_addresses(),
                         window_days=self.config.threading.window_days, handlers=handlers,
-                        calendar=auto.calendar if auto else None)
+                        calendar=auto.calendar if auto else None,
+                        limits=ParseLimits(self.config.limits.max_message_bytes,
+                                           self.config.limits.max_mime_parts))
 
     def smtp_settings(self) -> SmtpSettings | None:
         s = self.config.smtp

@@ -110,9 +110,12 @@ def _suggestions(auto: Automation, text: str, language: str,
 
 
 def _skip_reason(auto: Automation, verdict: Verdict, decision: Decision,
-                 is_new: bool, recipient: str) -> str | None:
+                 is_new: bool, recipient: str, age: timedelta) -> str | None:
     if not auto.settings.enabled:
         return "disabled in config (autoreply.enabled = false)"
+    if age > timedelta(hours=auto.settings.max_age_hours):
+        return f"too old: arrived {int(age.total_seconds() // 3600)} h ago " \
+               f"(autoreply.max_age_hours = {auto.settings.max_age_hours})"
     if verdict.automated:
         return f"loop-guard:{verdict.reason}"
     if decision.spam or decision.ignore:
@@ -128,7 +131,8 @@ def _skip_reason(auto: Automation, verdict: Verdict, decision: Decision,
 
 
 def plan_message(auto: Automation, parsed: ParsedMessage, *, mailbox: str, is_new: bool,
-                 previous_tickets: int, arrived_at: datetime) -> Plan:
+                 previous_tickets: int, arrived_at: datetime,
+                 now: datetime | None = None) -> Plan:
     verdict = check_message(parsed, GuardContext(own_addresses=auto.own_addresses))
     language = detect_language(own_words(parsed.text), auto.settings.default_language)
     facts = MessageFacts(message=parsed, mailbox=mailbox, is_new_ticket=is_new,
@@ -140,6 +144,7 @@ def plan_message(auto: Automation, parsed: ParsedMessage, *, mailbox: str, is_ne
     eta = describe_eta(due, policy.first_response, language, auto.timezone,
                        arrived_at) if due else None
     recipient = reply_address(parsed)
-    skip = _skip_reason(auto, verdict, decision, is_new, recipient)
+    skip = _skip_reason(auto, verdict, decision, is_new, recipient,
+                        (now or arrived_at) - arrived_at)
     return Plan(verdict, language, decision, _suggestions(auto, parsed.text, language, decision),
                 policy.name, due, eta, skip is None, skip, recipient)

@@ -23,7 +23,7 @@ from maild.threads import TAG_RE
 
 # RFC 3834 section 5: mark automatic responses; Microsoft clients honour the second.
 AUTO_HEADERS = {"Auto-Submitted": "auto-replied", "X-Auto-Response-Suppress": "All"}
-_CTRL_RE = re.compile(r"[\x00-\x1f\x7f]+")
+_CTRL_RE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]+")  # C0, C1, Unicode line breaks
 MAX_REFERENCES = 20
 
 

@@ -102,6 +102,8 @@ class AutoReplyConfig:
     per_sender_hours: int = doc("at most one ETA reply per sender in this many hours",
                                 default=24)
     global_per_hour: int = doc("at most this many ETA replies per hour in all", default=200)
+    max_age_hours: int = doc("never auto-reply to mail that arrived longer ago than this "
+                             "(e.g. the backlog maild finds on its first run)", default=24)
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,14 @@ class OutboxConfig:
     max_attempts: int = doc("send attempts before a message is marked failed", default=8)
     retry_base_seconds: int = doc("first retry delay; doubles each attempt", default=60)
     retry_max_seconds: int = doc("cap on the retry delay", default=3600)
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    max_message_bytes: int = doc("larger messages are stored raw with headers parsed only",
+                                 default=25 * 1024 * 1024)
+    max_mime_parts: int = doc("more multipart containers than this: headers parsed only",
+                              default=500)
 
 
 @dataclass(frozen=True)
@@ -144,6 +154,7 @@ class Config:
     sla_policies: dict[str, SlaPolicyConfig]
     autoreply: AutoReplyConfig
     outbox: OutboxConfig
+    limits: LimitsConfig
 
     def resolve(self, relative: str) -> Path:
         """A path from the config, relative to the config file's directory."""
@@ -161,6 +172,7 @@ SECTIONS: dict[str, type] = {
     "threading": ThreadingConfig,
     "autoreply": AutoReplyConfig,
     "outbox": OutboxConfig,
+    "limits": LimitsConfig,
 }
 
 
@@ -310,6 +322,7 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
         sla_policies=policies,
         autoreply=build_section(AutoReplyConfig, data.get("autoreply", {}), "autoreply"),
         outbox=build_section(OutboxConfig, data.get("outbox", {}), "outbox"),
+        limits=build_section(LimitsConfig, data.get("limits", {}), "limits"),
     )
     _check_values(cfg)
     return cfg

@@ -58,7 +58,7 @@ def dry_run(app: App, path: str) -> dict[str, Any]:
     except (MaildError, SQLAlchemyError):
         pass
     plan = plan_message(auto, parsed, mailbox=mailbox, is_new=is_new,
-                        previous_tickets=previous, arrived_at=arrived)
+                        previous_tickets=previous, arrived_at=arrived, now=now)
     out = {"file": path, "message_id": parsed.message_id, "from": parsed.from_addr,
            "subject": parsed.subject, "parse_error": parsed.parse_error, "thread": thread,
            **plan.as_dict()}

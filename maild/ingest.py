@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from maild.calendar import BusinessCalendar
 from maild.clock import Clock
-from maild.parse import ParsedMessage, parse_message
+from maild.parse import DEFAULT_LIMITS, ParsedMessage, ParseLimits, parse_message
 from maild.store import repo
 from maild.store.models import FolderState, Quarantine
 from maild.tickets import StoredMessage, TicketWriter
@@ -58,8 +58,10 @@ class Ingestor:
     def __init__(self, sessions: sessionmaker[Session], clock: Clock, mailbox_address: str,
                  *, own_addresses: Sequence[str] = (), window_days: int = 7,
                  handlers: Sequence[MessageHandler] = (),
-                 calendar: BusinessCalendar | None = None) -> None:
+                 calendar: BusinessCalendar | None = None,
+                 limits: ParseLimits = DEFAULT_LIMITS) -> None:
         self.calendar = calendar
+        self.limits = limits
         self.sessions = sessions
         self.clock = clock
         self.address = mailbox_address.lower()
@@ -94,7 +96,10 @@ class Ingestor:
              uidvalidity: int | None, item: IngestItem, result: BatchResult) -> None:
         try:
             with session.begin_nested():
-                parsed = parse_message(item.raw)
+                parsed = parse_message(item.raw, self.limits)
+                if parsed.parse_error:
+                    log.warning("uid=%s folder=%s %s: %s", item.uid, folder, parsed.message_id,
+                                parsed.parse_error)
                 stored = writer.add(parsed, item.raw, role=role, folder=folder,
                                     uidvalidity=uidvalidity, uid=item.uid,
                                     internaldate=item.internaldate, now=self.clock.now())

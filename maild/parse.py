@@ -9,6 +9,7 @@ knows nothing about tickets, IMAP or the database.
 from __future__ import annotations
 
 import email
+import email.parser
 import email.policy
 import hashlib
 import re
@@ -218,14 +219,57 @@ def _all_defects(msg: Message) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
-def parse_message(raw: bytes) -> ParsedMessage:
+@dataclass(frozen=True)
+class ParseLimits:
+    """Beyond these, only the headers are parsed and the message is flagged."""
+
+    max_bytes: int = 25 * 1024 * 1024
+    max_parts: int = 500
+
+
+DEFAULT_LIMITS = ParseLimits()
+_BOUNDARY_RE = re.compile(rb"boundary\s*=", re.IGNORECASE)
+FALLBACK_TEXT_BYTES = 200_000
+
+
+def _limit_problem(raw: bytes, limits: ParseLimits) -> str | None:
+    if len(raw) > limits.max_bytes:
+        return f"message too large ({len(raw)} bytes > {limits.max_bytes}): headers only"
+    parts = len(_BOUNDARY_RE.findall(raw))
+    if parts > limits.max_parts:
+        return f"too many MIME parts ({parts} > {limits.max_parts}): headers only"
+    return None
+
+
+def _headers_only(raw: bytes, problem: str) -> ParsedMessage:
+    head, _, body = raw.partition(b"\r\n\r\n") if b"\r\n\r\n" in raw else \
+        raw.partition(b"\n\n")
+    try:
+        msg = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(head)
+        base = _base_fields(msg, raw)
+    except Exception:  # even the headers are unreadable: keep the bytes, flag it
+        base = {"message_id": synthetic_message_id(raw), "message_id_synthetic": True,
+                "subject": "", "from_addr": "", "raw_size": len(raw)}
+    text = clean_text(body[:FALLBACK_TEXT_BYTES].decode("utf-8", "replace"))
+    return ParsedMessage(**base, text=text, parse_error=problem)
+
+
+def parse_message(raw: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> ParsedMessage:
     """Parse `raw`; on any failure return a flagged best-effort value.
 
     Malformed MIME that mail-parser still reads (a missing closing boundary,
-    broken base64) is flagged too: `parse_error` names the defects.
+    broken base64) is flagged too: `parse_error` names the defects. Messages
+    over the limits, or that break the MIME parser itself (deep nesting), get
+    their headers parsed only.
     """
-    msg = email.message_from_bytes(raw, policy=email.policy.compat32)
-    base = _base_fields(msg, raw)
+    problem = _limit_problem(raw, limits)
+    if problem:
+        return _headers_only(raw, problem)
+    try:
+        msg = email.message_from_bytes(raw, policy=email.policy.compat32)
+        base = _base_fields(msg, raw)
+    except Exception as exc:  # RecursionError on deep nesting, and others
+        return _headers_only(raw, f"MIME parser failed: {type(exc).__name__}")
     base["defects"] = _all_defects(msg)
     try:
         mp = mailparser.parse_from_bytes(raw)

@@ -119,8 +119,12 @@ class Poller:
                         self._wait(client, stop, poll_seconds, idle)
             except MailboxError as exc:
                 log.error("%s; reconnecting in %.0f s", exc, backoff)
-                stop.wait(backoff)
-                backoff = min(backoff * 2, BACKOFF_MAX)
+            except Exception:  # e.g. the database is down: never let the thread die
+                log.exception("mailbox cycle failed; retrying in %.0f s", backoff)
+            else:
+                continue
+            stop.wait(backoff)
+            backoff = min(backoff * 2, BACKOFF_MAX)
 
     def _wait(self, client: MailboxClient, stop: threading.Event, seconds: float,
               idle: bool) -> None:

@@ -76,6 +76,8 @@ class TicketWriter:
         if repo.message_exists(self.session, self.mailbox_id, parsed.message_id):
             return None
         outbound = role == "sent" or parsed.from_addr in self.own
+        if outbound and auto is None and repo.outbox_has(self.session, parsed.message_id):
+            return None  # maild's own mail that belongs to no ticket (the digest) in Sent
         automatic = is_automatic(parsed) if auto is None else auto
         arrived = arrival_time(parsed, internaldate, outbound, now)
         counterpart = counterpart_of(parsed, outbound, self.own)

@@ -6,8 +6,8 @@ Turkish, replies, an attachment, a broken message) plus machine mail (an
 out-of-office, a bounce, a mailing list, a noreply sender) and agent replies
 in Sent, runs `maild db upgrade` and `maild run --once`, then shows the
 tickets, the ETA auto-replies that went out, those suppressed and why, the
-macro suggestions and SLA status, and writes a digest preview as HTML. Everything lives in a temp dir (or --out)
-and is torn down at the end. Run it with scripts/demo.sh.
+macro suggestions and SLA status, and writes a digest preview as HTML.
+Everything lives in a temp dir (or --out) and is torn down at the end. Run it with scripts/demo.sh.
 """
 
 from __future__ import annotations
@@ -90,6 +90,7 @@ first_response = "1h"
 [autoreply]
 sender_name = "Example Support"
 company = "Example Ltd"
+max_age_hours = 1000   # the demo replays a past week; the default (24) skips old mail
 
 [paths]
 rules = "{REPO / 'rules'}"

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Set up a Debian 12 machine (CI or dev) for maild's tests, demo and benchmarks:
 #   1. Debian packages dovecot-imapd, dovecot-lmtpd, openssl (only if missing),
-#   2. the system Dovecot service stopped: devstack runs private instances on
-#      free 127.0.0.1 ports and must not meet a system one on 143/993,
+#   2. a system Dovecot that THIS run installed kept stopped (one that was already
+#      there is never touched; devstack runs private instances on
+#      free 127.0.0.1 ports, so it never needs the standard ones),
 #   3. .venv in the repo root (python3 >= 3.11) with `pip install -e '.[test]'`.
 # Idempotent, non-interactive (CI=true, no stdin); run it as root from any cwd.
 # It does not touch /etc/dovecot, start any service, or install anything else
@@ -84,6 +85,7 @@ install_packages() {
   fi
   step "installing Debian packages: ${missing[*]}"
   apt_install "${missing[@]}"
+  case " ${missing[*]} " in *" dovecot-"*) INSTALLED_DOVECOT=1 ;; esac
 }
 
 system_dovecot_running() {
@@ -122,8 +124,12 @@ install_project() {
   .venv/bin/python -m pip install --quiet --progress-bar off -e '.[test]' </dev/null
 }
 
+INSTALLED_DOVECOT=0
 install_packages
-stop_system_dovecot
+# maild's tests and demo run private Dovecots on free ports, so a system Dovecot
+# that was already there (a real mail server!) is left alone. Only one this run
+# installed is kept from running.
+if [ "$INSTALLED_DOVECOT" = 1 ]; then stop_system_dovecot; fi
 ensure_venv
 install_project
 step "done: run the tests with .venv/bin/python -m pytest"

@@ -45,7 +45,8 @@ def _pg_schema_url() -> Iterator[str]:
     try:
         yield f"{PG_URL}?options=-csearch_path%3D{schema}"
     finally:
-        with admin.begin() as conn:
+        with admin.begin() as conn:  # a leaked session must fail the test, not hang it
+            conn.exec_driver_sql("SET lock_timeout = '20s'")
             conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
         admin.dispose()
 

@@ -12,7 +12,15 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from maild.store.models import Customer, Event, FolderState, Mailbox, MessageRow, Ticket
+from maild.store.models import (
+    Customer,
+    Event,
+    FolderState,
+    Mailbox,
+    MessageRow,
+    OutboxRow,
+    Ticket,
+)
 
 
 def get_or_create_mailbox(session: Session, address: str, now: datetime) -> Mailbox:
@@ -45,6 +53,11 @@ def get_folder_state(session: Session, mailbox_id: int, role: str) -> FolderStat
 def message_exists(session: Session, mailbox_id: int, message_id: str) -> bool:
     return session.scalar(select(MessageRow.id).where(
         MessageRow.mailbox_id == mailbox_id, MessageRow.message_id == message_id)) is not None
+
+
+def outbox_has(session: Session, message_id: str) -> bool:
+    return session.scalar(select(OutboxRow.id).where(
+        OutboxRow.message_id == message_id)) is not None
 
 
 def add_event(session: Session, ticket_id: int | None, at: datetime, kind: str,
