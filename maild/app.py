@@ -20,7 +20,7 @@ from maild.automation import Automation, load_automation
 from maild.clock import Clock, SystemClock
 from maild.config import Config, MailboxConfig, read_secret
 from maild.errors import MailboxError, MaildError
-from maild.ingest import Ingestor
+from maild.ingest import Ingestor, MessageHandler
 from maild.mailbox import ImapSettings, MailboxClient
 from maild.outbox import OutboxSender, RetryPolicy
 from maild.parse import ParseLimits
@@ -64,12 +64,22 @@ class App:
 
     def ingestor(self, mb: MailboxConfig) -> Ingestor:
         auto = self.automation() if self.with_rules else None
-        handlers = [AutomationHandler(auto, self.clock)] if auto else []
+        handlers = self._handlers(auto, mb) if auto else []
         return Ingestor(self.sessions, self.clock, mb.address, own_addresses=self.own_addresses(),
                         window_days=self.config.threading.window_days, handlers=handlers,
                         calendar=auto.calendar if auto else None,
                         limits=ParseLimits(self.config.limits.max_message_bytes,
                                            self.config.limits.max_mime_parts))
+
+    def _handlers(self, auto: Automation, mb: MailboxConfig) -> list[MessageHandler]:
+        """Command mail first (agents only), then rules/ETA (not for commands), drafts."""
+        from maild.commands import CommandHandler, UnlessCommandMail
+        from maild.drafts import DraftHandler
+
+        agents = self.config.agents
+        return [CommandHandler(auto, self.clock, agents),
+                UnlessCommandMail(AutomationHandler(auto, self.clock), agents),
+                DraftHandler(self.clock, enabled=mb.drafts, agents=agents)]
 
     def smtp_settings(self) -> SmtpSettings | None:
         s = self.config.smtp

@@ -265,6 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
     ts.add_argument("id", type=int)
     ts.add_argument("--json", action="store_true")
     ts.set_defaults(func=cmd_tickets_show)
+    from maild.cli_agent import register
+    register(sub)
     return p
 
 

@@ -56,6 +56,8 @@ class MailboxConfig:
     batch_size: int = doc("messages fetched per IMAP FETCH and committed together", default=200)
     mark_seen: bool = doc("mark ingested customer mail as \\Seen (default: leave unread)",
                           default=False)
+    drafts: bool = doc("place a draft reply (top suggested macro) in Drafts for each new "
+                       "ticket", default=False)
     timeout_seconds: int = doc("IMAP socket timeout", default=60)
 
 
@@ -155,6 +157,7 @@ class Config:
     autoreply: AutoReplyConfig
     outbox: OutboxConfig
     limits: LimitsConfig
+    agents: dict[str, str]
 
     def resolve(self, relative: str) -> Path:
         """A path from the config, relative to the config file's directory."""
@@ -293,11 +296,21 @@ def _sla_policies(table: Any) -> dict[str, SlaPolicyConfig]:
             for name, value in table.items()}
 
 
+def _agents(table: Any) -> dict[str, str]:
+    """[agents] maps an agent's address to their name; only they may send commands."""
+    if not isinstance(table, dict):
+        raise ConfigError('agents: expected a table like "ayse@example.com" = "Ayşe Yılmaz"')
+    for addr, name in table.items():
+        if "@" not in addr or not isinstance(name, str):
+            raise ConfigError(f"agents.{addr}: expected \"address\" = \"Name\"")
+    return {addr.lower(): name for addr, name in table.items()}
+
+
 def parse_config(data: dict[str, Any], path: Path) -> Config:
     """Validate an already-parsed TOML document (`path` is used in messages)."""
     _reject_secrets(data, "")
     for key in data:
-        if key not in SECTIONS:
+        if key not in SECTIONS and key != "agents":
             raise ConfigError(f"{key}: unknown section")
     raw_mb = data.get("mailbox")
     if raw_mb is None:
@@ -323,6 +336,7 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
         autoreply=build_section(AutoReplyConfig, data.get("autoreply", {}), "autoreply"),
         outbox=build_section(OutboxConfig, data.get("outbox", {}), "outbox"),
         limits=build_section(LimitsConfig, data.get("limits", {}), "limits"),
+        agents=_agents(data.get("agents", {})),
     )
     _check_values(cfg)
     return cfg

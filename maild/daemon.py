@@ -54,14 +54,25 @@ def run_once(app: App, progress: Callable[[str], None] | None = None
     from maild.schedule import run_due
 
     run_due(app)
-    return reports, deliver_outbox(app)
+    delivery = deliver_outbox(app)
+    _sync_drafts(app)
+    return reports, delivery
+
+
+def _sync_drafts(app: App) -> None:
+    if not any(mb.drafts for mb in app.config.mailboxes):
+        return
+    from maild.drafts import sync_drafts
+
+    sync_drafts(app)
 
 
 def _safe_deliver(app: App) -> None:
     try:
         deliver_outbox(app)
-    except Exception:  # the daemon must survive a bad outbox pass; the row stays queued
-        log.exception("outbox delivery pass failed")
+        _sync_drafts(app)
+    except Exception:  # the daemon must survive a bad pass; rows stay queued
+        log.exception("outbox/drafts pass failed")
 
 
 def run_forever(app: App, stop: threading.Event | None = None) -> None:

@@ -16,6 +16,7 @@ import ssl
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email.parser import BytesHeaderParser
 from typing import Any
 
 import imapclient
@@ -162,6 +163,30 @@ class MailboxClient:
     def add_flags(self, uids: Sequence[int], flags: Sequence[str]) -> None:
         self._call(self.client.add_flags, list(uids), [f.encode() for f in flags])
 
+    def search_header(self, name: str, value: str) -> list[int]:
+        """UIDs in the selected folder whose header `name` is exactly `value`.
+
+        IMAP SEARCH HEADER matches substrings ("1" finds "12"), so the hits are
+        checked against the fetched header before they are returned.
+        """
+        found = self._call(self.client.search, ["HEADER", name, value])
+        if not found:
+            return []
+        item = f"BODY.PEEK[HEADER.FIELDS ({name.upper()})]"
+        data = self._call(self.client.fetch, sorted(found), [item.encode()])
+        return sorted(uid for uid, fields in data.items()
+                      if value.strip() in _header_values(fields, name))
+
+    def delete_uids(self, uids: Sequence[int]) -> None:
+        """Flag `uids` \\Deleted and expunge them (only those with UIDPLUS)."""
+        if not uids:
+            return
+        self._call(self.client.add_flags, list(uids), [b"\\Deleted"])
+        if "UIDPLUS" in self.capabilities():
+            self._call(self.client.uid_expunge, list(uids))
+        else:
+            self._call(self.client.expunge)
+
     def append(self, folder: str, raw: bytes, flags: Sequence[str] = (),
                when: datetime | None = None) -> int | None:
         """APPEND a message; returns its UID when the server has UIDPLUS."""
@@ -201,6 +226,14 @@ def _aware(value: Any) -> datetime | None:
     if not isinstance(value, datetime):
         return None
     return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _header_values(fields: Any, name: str) -> set[str]:
+    """The values of header `name` in a FETCH BODY[HEADER.FIELDS] response item."""
+    raw = next((v for k, v in fields.items()
+                if isinstance(k, bytes) and k.upper().startswith(b"BODY[HEADER")), b"")
+    parsed = BytesHeaderParser().parsebytes(raw if isinstance(raw, bytes) else b"")
+    return {str(v).strip() for v in parsed.get_all(name, [])}
 
 
 def _appenduid(resp: Any) -> int | None:
