@@ -1,0 +1,278 @@
+#!/usr/bin/env python3
+"""Write docs/configuration.md from the configuration schema in maild/config.py.
+
+The dataclasses in `maild.config` are the schema: every key, its type, its
+default and its one-line meaning (field metadata "doc"). This script walks
+`SECTIONS` (plus `SlaPolicyConfig` for [sla.policies.NAME]) and renders one
+table per section, wrapped in the hand-written text kept below.
+
+    .venv/bin/python scripts/gen_config_docs.py           # (re)write docs/configuration.md
+    .venv/bin/python scripts/gen_config_docs.py --check   # exit 1 if the file is stale
+    .venv/bin/python scripts/gen_config_docs.py --stdout  # print instead of writing
+
+`tests/test_docs.py` runs `--check`, so a schema change without regenerating fails the tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import types
+import typing
+from dataclasses import MISSING, Field, fields
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from maild.config import SECTIONS, SlaPolicyConfig  # noqa: E402
+
+OUTPUT = ROOT / "docs" / "configuration.md"
+REGENERATE = ".venv/bin/python scripts/gen_config_docs.py"
+
+HEADER = f"""\
+<!-- GENERATED FILE: do not edit by hand.
+     Source: the dataclasses in maild/config.py (field metadata "doc") and the text in
+     scripts/gen_config_docs.py. Regenerate with: {REGENERATE}
+     tests/test_docs.py fails when this file is stale ({REGENERATE} --check). -->
+
+# Configuration reference
+
+This page is generated from the schema in `maild/config.py`; to change a key's description,
+edit its `doc(...)` there and run `{REGENERATE}`.
+
+## The file
+
+maild reads one TOML file: `--config PATH`, else `$MAILD_CONFIG`, else `./maild.toml`.
+A commented starting point is [maild.example.toml](maild.example.toml); the step-by-step
+setup is in [getting-started.md](getting-started.md).
+
+- **Validation is strict.** An unknown section or key, a missing required key or a value of
+  the wrong type stops maild with a one-line error naming the file and the key, for
+  example `maild.toml: smtp.prot: unknown key`, and exit code 2. `maild check` reports the
+  same error.
+- **Secrets never go in the file.** A key named `password`, `secret` or `pass` anywhere is
+  rejected. Give `password_env = "VAR"` (the name of an environment variable) or
+  `password_file = "path"` (a file whose content, stripped of surrounding whitespace, is the
+  password), never both.
+- **Relative paths are relative to the config file's directory**, not to the current
+  directory: `paths.*`, `ca_file`, `password_file` and a relative SQLite database
+  (`sqlite:///maild.db` next to `/etc/maild/maild.toml` is `/etc/maild/maild.db`).
+  Under the shipped systemd unit `/etc` is read-only, so give the database an absolute path
+  there (see [operations.md](operations.md)).
+- **TLS verification is always on.** `ca_file` adds a CA bundle (for a private CA); there is
+  no switch to turn verification off. `security = "none"` (no TLS at all) is refused unless
+  `allow_insecure = true` is also set; use that only for a loopback test server.
+- Durations (`first_response`, `next_response`) are hours, minutes and seconds such as
+  `"4h"`, `"30m"`, `"1h30m"`, `"2h 15m"` or `"90s"`, counted in **business time** (the
+  `[sla]` calendar), and must be longer than zero.
+
+Types below are TOML types: *string*, *integer*, *float*, *boolean*, *list of strings*.
+"optional" means the key may be left out and has no value then.
+
+"""
+
+FOOTER = """\
+## Checked beyond the types
+
+Besides the types, loading the file checks:
+
+- `security` is one of `tls`, `starttls`, `none`; `none` needs `allow_insecure = true`;
+- `password_env` and `password_file` are not both given; a `password_env` variable that is
+  not set, or an unreadable `password_file`, is an error when maild logs in (`maild check`
+  reports it);
+- `mailbox.address` contains `@`, and no address is configured twice;
+- `mailbox.batch_size` and `mailbox.poll_seconds` are positive;
+- `sla.timezone` is a known IANA zone, `sla.business_hours` parses, `sla.holidays` is a
+  known holiday calendar;
+- every duration parses and is longer than zero;
+- `sla.warn_fraction` is strictly between 0 and 1;
+- `digest.at` is `HH:MM` and `digest.days` only uses `mon` … `sun`;
+- `threading.window_days` is zero or more.
+
+Rule files can only name SLA policies that exist (`default` plus your
+`[sla.policies.NAME]` tables); `maild check` verifies that, see [rules.md](rules.md).
+"""
+
+SECTION_TEXT: dict[str, str] = {
+    "database": """\
+Where maild keeps tickets, messages, events, the outbox and the quarantine. Optional: the
+default is an SQLite file next to the config file. SQLite runs in WAL mode and suits one
+maild process; use PostgreSQL (`postgresql+psycopg://user@host/dbname`, the password in
+`~/.pgpass` or `PGPASSWORD`, never in the URL you commit) for a team or several processes.
+Run `maild db upgrade` after creating the database and after every upgrade of maild.
+""",
+    "mailbox": """\
+The shared support mailbox maild watches. **Required.** Write one `[mailbox]` table, or
+several `[[mailbox]]` tables (an array of tables) for several shared mailboxes; errors then
+name the table as `mailbox[0]`, `mailbox[1]`, … maild reads INBOX and the Sent folder,
+never deletes or moves customer mail, and fetches with `BODY.PEEK[]` so mail stays unread
+unless `mark_seen = true`.
+
+With several mailboxes, note what is still shared: there is one `[smtp]` for all of them,
+copies of the mail maild sends are appended to the **first** mailbox's Sent folder, and
+`maild rules test` and the daily digest use the first mailbox.
+""",
+    "smtp": """\
+How maild sends mail (auto-replies, `maild reply --send`, the digest). Optional, but without
+it maild sends nothing and `maild check` reports a failure. After the server accepts a
+message maild also appends a copy (flagged `\\Seen`) to the mailbox's Sent folder.
+""",
+    "sla": """\
+The business calendar and the default first-response target. Optional. `business_hours`
+takes day ranges and intervals separated by `;`, for example
+`"Mon-Fri 09:00-12:30,13:30-18:00; Sat 10:00-14:00"`, or `"24/7"`; use `24:00` for midnight
+as an end. `holidays` is a country code, optionally with a subdivision (`"TR"`, `"DE-BY"`,
+`"US-CA"`), as understood by the `holidays` Python package.
+""",
+    "sla.policies": """\
+Named SLA policies that rules can select with `set_sla_policy` (see [rules.md](rules.md)).
+Optional, any number, e.g. `[sla.policies.vip]`. A policy called `default` always exists:
+it uses `sla.first_response` unless you define `[sla.policies.default]` yourself.
+""",
+    "digest": """\
+The managers' daily SLA digest (yesterday's figures, see [metrics.md](metrics.md)). Optional:
+with an empty `to` no digest is sent. It is queued once per local day at `at`, in
+`sla.timezone`, on the listed `days`; a daemon started later that day catches up once.
+""",
+    "paths": """\
+Where maild finds its content; relative to the config file's directory. The repository ships
+examples in `rules/`, `templates/macros/` and `templates/` (auto-reply templates in
+`templates/autoreply/`, digest templates in `templates/digest/`).
+See [rules.md](rules.md) and [macros.md](macros.md).
+""",
+    "threading": """\
+How messages are grouped into tickets: In-Reply-To/References first, then the `[#ID]` tag in
+the subject, then the same customer with the same subject within `window_days`.
+""",
+    "autoreply": """\
+The ETA auto-reply sent to a customer who opens a ticket (if the rules ask for one and the
+loop guards allow it), and the sender name on all of maild's mail.
+""",
+    "limits": """\
+Safety limits for hostile or broken mail. A message over a limit is not rejected or lost: it
+is stored raw with only its headers parsed, so it still lands in a ticket.
+""",
+    "outbox": """\
+Retries of outgoing mail. A temporary failure is retried after `retry_base_seconds`, doubling
+each attempt up to `retry_max_seconds`; after `max_attempts`, or on a permanent (5xx)
+refusal, the message is marked failed (with an event on the ticket and an ERROR log line),
+never silently dropped. Every retry reuses the same Message-ID.
+""",
+}
+
+SECTION_TITLES = {
+    "mailbox": "[mailbox] or [[mailbox]] (repeatable)",
+    "sla.policies": "[sla.policies.NAME] (repeatable)",
+}
+
+# Order in the page; [sla.policies.NAME] follows [sla]. A section missing here is still
+# documented (after these, without intro text).
+ORDER = ("database", "mailbox", "smtp", "sla", "sla.policies", "autoreply", "outbox",
+         "digest", "paths", "threading", "limits")
+
+
+def schema() -> dict[str, type]:
+    """Section name -> dataclass, including [sla.policies.NAME]; ORDER first, new ones after."""
+    out = {**SECTIONS, "sla.policies": SlaPolicyConfig}
+    names = [n for n in ORDER if n in out] + sorted(set(out) - set(ORDER))
+    return {name: out[name] for name in names}
+
+
+def type_name(hint: Any) -> str:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (types.UnionType, typing.Union):
+        inner = [a for a in args if a is not type(None)]
+        name = " or ".join(type_name(a) for a in inner)
+        return f"{name}, optional" if len(inner) < len(args) else name
+    if origin is tuple:
+        return f"list of {type_name(args[0])}s"
+    return {str: "string", int: "integer", float: "float", bool: "boolean"}.get(
+        hint, getattr(hint, "__name__", str(hint)))
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, tuple | list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return str(value)
+
+
+def default_text(f: Field[Any]) -> str:
+    if f.default is not MISSING:
+        value = f.default
+    elif f.default_factory is not MISSING:
+        value = f.default_factory()
+    else:
+        return "**required**"
+    return "(none)" if value is None else f"`{toml_value(value)}`"
+
+
+# Keys the schema accepts but the code does not act on yet (checked by hand against maild/;
+# remove an entry when the feature lands).
+NOT_USED_YET: dict[str, str] = {
+    "sla.reopen_window_days": "accepted, not used yet: OTR follows docs/metrics.md as is",
+    "sla.policies.next_response": "accepted and validated, not tracked yet: only the first "
+                                  "response has an SLA today",
+}
+
+
+def cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def section_table(name: str, cls: type) -> str:
+    hints = typing.get_type_hints(cls)
+    rows = ["| key | type | default | meaning |", "|---|---|---|---|"]
+    for f in fields(cls):
+        meaning = f.metadata.get("doc", "")
+        if f"{name}.{f.name}" in NOT_USED_YET:
+            meaning += f" (**{NOT_USED_YET[f'{name}.{f.name}']}**)"
+        rows.append(f"| `{f.name}` | {type_name(hints[f.name])} | {cell(default_text(f))} | "
+                    f"{cell(meaning)} |")
+    return "\n".join(rows) + "\n"
+
+
+def render() -> str:
+    parts = [HEADER]
+    for name, cls in schema().items():
+        title = SECTION_TITLES.get(name, f"[{name}]")
+        parts.append(f"## {title}\n\n")
+        if name in SECTION_TEXT:
+            parts.append(SECTION_TEXT[name] + "\n")
+        parts.append(section_table(name, cls) + "\n")
+    parts.append(FOOTER)
+    return "".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--check", action="store_true",
+                      help=f"exit 1 if {OUTPUT.relative_to(ROOT)} is not up to date")
+    mode.add_argument("--stdout", action="store_true", help="print instead of writing")
+    args = parser.parse_args(argv)
+    text = render()
+    if args.stdout:
+        sys.stdout.write(text)
+        return 0
+    if args.check:
+        current = OUTPUT.read_text(encoding="utf-8") if OUTPUT.exists() else None
+        if current != text:
+            print(f"{OUTPUT.relative_to(ROOT)} is stale: run {REGENERATE}", file=sys.stderr)
+            return 1
+        print(f"{OUTPUT.relative_to(ROOT)} is up to date")
+        return 0
+    OUTPUT.write_text(text, encoding="utf-8")
+    print(f"wrote {OUTPUT.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
