@@ -69,7 +69,8 @@ class App:
                         window_days=self.config.threading.window_days, handlers=handlers,
                         calendar=auto.calendar if auto else None,
                         limits=ParseLimits(self.config.limits.max_message_bytes,
-                                           self.config.limits.max_mime_parts))
+                                           self.config.limits.max_mime_parts),
+                        reopen_window_days=self.config.sla.reopen_window_days)
 
     def _handlers(self, auto: Automation, mb: MailboxConfig) -> list[MessageHandler]:
         """Command mail first (agents only), then rules/ETA (not for commands), drafts."""

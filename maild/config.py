@@ -84,8 +84,9 @@ class SlaConfig:
                                default=0.8)
     auto_solve_pending_days: int = doc("solve pending tickets with no customer reply after "
                                        "this many days (0 = never)", default=7)
-    reopen_window_days: int = doc("a solved ticket still counts as one-touch if the customer "
-                                  "does not write again within this many days", default=7)
+    reopen_window_days: int = doc("a customer message to a ticket solved longer ago than "
+                                  "this opens a new ticket instead of reopening it (0 = always "
+                                  "reopen)", default=7)
 
 
 @dataclass(frozen=True)

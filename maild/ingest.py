@@ -59,7 +59,10 @@ class Ingestor:
                  *, own_addresses: Sequence[str] = (), window_days: int = 7,
                  handlers: Sequence[MessageHandler] = (),
                  calendar: BusinessCalendar | None = None,
-                 limits: ParseLimits = DEFAULT_LIMITS) -> None:
+                 limits: ParseLimits = DEFAULT_LIMITS,
+                 reopen_window_days: int | None = None) -> None:
+        self.reopen_window = timedelta(days=reopen_window_days) \
+            if reopen_window_days else None
         self.calendar = calendar
         self.limits = limits
         self.sessions = sessions
@@ -83,7 +86,8 @@ class Ingestor:
         result = BatchResult()
         with self.sessions.begin() as session:
             mailbox = repo.get_or_create_mailbox(session, self.address, self.clock.now())
-            writer = TicketWriter(session, mailbox.id, self.own, self.window, self.calendar)
+            writer = TicketWriter(session, mailbox.id, self.own, self.window, self.calendar,
+                                  self.reopen_window)
             for item in items:
                 self._one(session, writer, role, folder, uidvalidity, item, result)
                 result.last_uid = max(result.last_uid, item.uid or 0)

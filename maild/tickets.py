@@ -9,6 +9,7 @@ definitions". Works inside the caller's transaction; never commits.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
@@ -19,9 +20,10 @@ from maild.parse import ParsedMessage
 from maild.sla import set_status
 from maild.store import repo
 from maild.store.models import MessageRow, MessageSource, Ticket
-from maild.threads import decide_thread, normalize_subject
+from maild.threads import ThreadDecision, decide_thread, normalize_subject
 
 ABSURD_DATE = timedelta(hours=24)
+log = logging.getLogger("maild.tickets")
 
 
 @dataclass(frozen=True)
@@ -61,8 +63,10 @@ def counterpart_of(parsed: ParsedMessage, outbound: bool, own: frozenset[str]) -
 
 class TicketWriter:
     def __init__(self, session: Session, mailbox_id: int, own: frozenset[str],
-                 window: timedelta, calendar: BusinessCalendar | None = None) -> None:
+                 window: timedelta, calendar: BusinessCalendar | None = None,
+                 reopen_window: timedelta | None = None) -> None:
         self.calendar = calendar
+        self.reopen_window = reopen_window
         self.session = session
         self.mailbox_id = mailbox_id
         self.own = own
@@ -83,6 +87,8 @@ class TicketWriter:
         counterpart = counterpart_of(parsed, outbound, self.own)
         decision = decide_thread(parsed, counterpart=counterpart, outbound=outbound,
                                  lookup=self.lookup, arrived_at=arrived, window=self.window)
+        if decision.ticket_id is not None and not outbound:
+            decision = self._past_reopen_window(decision, arrived)
         if decision.ticket_id is None:
             ticket = self._open(parsed, counterpart, arrived, now, outbound)
         else:
@@ -94,6 +100,8 @@ class TicketWriter:
         repo.add_event(self.session, ticket.id, arrived, "opened" if new else "joined",
                        message_id=parsed.message_id, reason=decision.reason,
                        direction="out" if outbound else "in")
+        log.info("ticket #%d %s: %s message %s (%s)", ticket.id, "opened" if new else "joined",
+                 "outbound" if outbound else "inbound", parsed.message_id, decision.reason)
         if parsed.parse_error:
             repo.add_event(self.session, ticket.id, now, "parse_error",
                            message_id=parsed.message_id, error=parsed.parse_error[:500])
@@ -104,6 +112,17 @@ class TicketWriter:
             self._customer_wrote(ticket, arrived)
         ticket.updated_at = max(ticket.updated_at, now)
         return StoredMessage(ticket, row, new, decision.reason, outbound, agent, role)
+
+    def _past_reopen_window(self, decision: ThreadDecision, arrived: datetime
+                            ) -> ThreadDecision:
+        """A customer writing long after a ticket was solved starts a new one."""
+        ticket = self.session.get_one(Ticket, decision.ticket_id)
+        if self.reopen_window is None or ticket.status != "solved" or ticket.solved_at is None:
+            return decision
+        if arrived - ticket.solved_at <= self.reopen_window:
+            return decision
+        days = self.reopen_window.days
+        return ThreadDecision(None, f"new: #{ticket.id} was solved more than {days} days ago")
 
     def _open(self, parsed: ParsedMessage, counterpart: str, arrived: datetime,
               now: datetime, outbound: bool) -> Ticket:

@@ -137,3 +137,24 @@ def test_guessed_tag_from_stranger_opens_new_ticket(db_url: str) -> None:
 
 def _ids(rows: Sequence[dict]) -> list[int]:
     return [r["id"] for r in rows]
+
+
+def test_reply_long_after_solve_opens_new_ticket(db_url: str) -> None:
+    ing = make(db_url, reopen_window_days=7)
+    ing.ingest_batch("inbox", "INBOX", 7, items(raw_mail()))
+    with ing.sessions.begin() as s:
+        t = s.get_one(Ticket, 1)
+        t.status, t.solved_at = "solved", utc(2026, 11, 2, 11)
+    late = raw_mail(msgid="<late@example.org>", subject="Re: Order missing",
+                    in_reply_to="<m1@example.org>")
+    res = ing.ingest_batch("inbox", "INBOX", 7, [IngestItem(2, late, utc(2026, 11, 12))])
+    assert res.new_tickets == 1
+    soon = raw_mail(msgid="<soon@example.org>", subject="Re: Order missing",
+                    in_reply_to="<m1@example.org>")
+    with ing.sessions.begin() as s:
+        t = s.get_one(Ticket, 1)
+        t.status, t.solved_at = "solved", utc(2026, 11, 11)
+    res = ing.ingest_batch("inbox", "INBOX", 7, [IngestItem(3, soon, utc(2026, 11, 12))])
+    assert res.new_tickets == 0
+    with ing.sessions() as s:
+        assert s.get_one(Ticket, 1).status == "open"
