@@ -26,6 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from devstack.dovecot import DovecotServer, make_workdir  # noqa: E402
+from devstack.maildconfig import maild_config_text  # noqa: E402
 from devstack.smtpsink import SmtpSink  # noqa: E402
 from maild.cli import main as maild  # noqa: E402
 from tests.corpus.loader import load_corpus  # noqa: E402
@@ -59,44 +60,12 @@ def machine_mail(i: int, frm: str, subject: str, headers: str, body: str, ctype:
 
 def write_config(out: Path, dovecot: DovecotServer, sink: SmtpSink) -> Path:
     cfg = out / "maild.toml"
-    cfg.write_text(f"""# maild demo configuration (local devstack servers)
-[database]
-url = "sqlite:///{out / 'maild.db'}"
-
-[mailbox]
-address = "{SUPPORT}"
-imap_host = "localhost"
-imap_port = {dovecot.imap_port}
-security = "starttls"
-ca_file = "{dovecot.ca_file}"
-username = "{SUPPORT}"
-password_env = "MAILD_DEMO_PASSWORD"
-
-[smtp]
-host = "127.0.0.1"
-port = {sink.port}
-security = "none"
-allow_insecure = true
-
-[sla]
-timezone = "Europe/Istanbul"
-business_hours = "Mon-Fri 09:00-18:00"
-first_response = "4h"
-holidays = "TR"
-
-[sla.policies.vip]
-first_response = "1h"
-
-[autoreply]
-sender_name = "Example Support"
-company = "Example Ltd"
-max_age_hours = 1000   # the demo replays a past week; the default (24) skips old mail
-
-[paths]
-rules = "{REPO / 'rules'}"
-macros = "{REPO / 'templates' / 'macros'}"
-templates = "{REPO / 'templates'}"
-""")
+    cfg.write_text(maild_config_text(
+        address=SUPPORT, imap_port=dovecot.imap_port, ca_file=dovecot.ca_file,
+        db_url=f"sqlite:///{out / 'maild.db'}", password_env="MAILD_DEMO_PASSWORD",
+        smtp_port=sink.port,
+        # The demo replays a past week; the default (24 h) skips mail that old.
+        autoreply_extra="max_age_hours = 1000\n"))
     return cfg
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import imapclient
 
 from devstack.dovecot import ImapAccount
+from devstack.maildconfig import maild_config_text
 from devstack.smtpsink import SmtpSink
 
 REPO = Path(__file__).resolve().parents[2]
@@ -25,48 +26,11 @@ PASSWORD_ENV = "MAILD_TEST_IMAP_PASSWORD"
 
 def write_config(tmp: Path, account: ImapAccount, db_url: str, sink: SmtpSink | None = None,
                  extra: str = "", batch_size: int = 200) -> Path:
-    smtp = "" if sink is None else f"""
-[smtp]
-host = "127.0.0.1"
-port = {sink.port}
-security = "none"
-allow_insecure = true
-"""
-    text = f"""
-[database]
-url = "{db_url}"
-
-[mailbox]
-address = "{account.address}"
-imap_host = "localhost"
-imap_port = {account.port}
-security = "starttls"
-ca_file = "{account.ca_file}"
-username = "{account.address}"
-password_env = "{PASSWORD_ENV}"
-batch_size = {batch_size}
-{smtp}
-[sla]
-timezone = "Europe/Istanbul"
-business_hours = "Mon-Fri 09:00-18:00"
-first_response = "4h"
-holidays = "TR"
-
-[sla.policies.vip]
-first_response = "1h"
-
-[autoreply]
-sender_name = "Example Support"
-company = "Example Ltd"
-
-[paths]
-rules = "{REPO / 'rules'}"
-macros = "{REPO / 'templates' / 'macros'}"
-templates = "{REPO / 'templates'}"
-{extra}
-"""
     path = tmp / "maild.toml"
-    path.write_text(text)
+    path.write_text(maild_config_text(
+        address=account.address, imap_port=account.port, ca_file=account.ca_file,
+        db_url=db_url, password_env=PASSWORD_ENV, smtp_port=sink.port if sink else None,
+        batch_size=batch_size, extra=extra))
     return path
 
 
