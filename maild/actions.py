@@ -21,7 +21,7 @@ from maild.compose import compose
 from maild.macros.render import RenderContext, render_macro
 from maild.outbox import enqueue
 from maild.parse import ParsedMessage
-from maild.sla import set_status, start_clock
+from maild.sla import set_status, start_clock, start_next_response
 from maild.store import repo
 from maild.store.models import Mailbox, OutboxRow, Ticket
 from maild.tickets import StoredMessage
@@ -57,6 +57,9 @@ def apply_plan(session: Session, auto: Automation, ticket: Ticket, plan: Plan, i
                     arrived, auto.warn_fraction)
         ticket.language = plan.language
         ticket.suggestions = list(plan.suggestions)
+    elif ticket.sla_policy in auto.policies:
+        start_next_response(ticket, auto.calendar,
+                            auto.policies[ticket.sla_policy].next_response, arrived)
     if d.spam or d.ignore:
         set_status(session, ticket, "spam", at, reason=f"rule:{d.source_of('spam')}")
     if d.matched:

@@ -5,7 +5,10 @@ pause and resume the clock, the periodic check, and the pending auto-solve.
   time, and `sla_warn_at` = arrival + `warn_fraction` of that target.
 - `pending` (waiting on the customer) pauses the clock: when the ticket leaves
   pending, the business time that was left is granted again from that moment.
+- A customer message after an agent reply starts the optional next-response
+  clock (`next_due_at`); the next agent reply stops it.
 - `check_sla` records one `sla_warning` and one `sla_breach` event per ticket,
+  and one `next_response_breach` per unanswered follow-up,
   selected with indexed SQL filters only (it runs every minute).
 - `auto_solve_pending` solves tickets left pending without a customer reply.
 Works in the caller's session; never commits; reads no clock (now is passed).
@@ -32,6 +35,21 @@ def start_clock(ticket: Ticket, calendar: BusinessCalendar, target: timedelta,
                 arrived: datetime, warn_fraction: float) -> None:
     ticket.sla_due_at = calendar.add(arrived, target)
     ticket.sla_warn_at = calendar.add(arrived, target * warn_fraction)
+
+
+def start_next_response(ticket: Ticket, calendar: BusinessCalendar, target: timedelta | None,
+                        arrived: datetime) -> None:
+    """A customer wrote again after an agent reply: the next reply is due within `target`."""
+    if target is None or ticket.first_response_at is None or ticket.next_due_at is not None:
+        return
+    ticket.next_due_at = calendar.add(arrived, target)
+    ticket.next_breached = False
+
+
+def answered(ticket: Ticket) -> None:
+    """An agent replied: the next-response clock stops."""
+    ticket.next_due_at = None
+    ticket.next_breached = False
 
 
 def set_status(session: Session, ticket: Ticket, status: str, at: datetime, *,
@@ -70,6 +88,7 @@ def _resume(session: Session, ticket: Ticket, calendar: BusinessCalendar,
 class SlaReport:
     warned: list[int] = field(default_factory=list)
     breached: list[int] = field(default_factory=list)
+    next_breached: list[int] = field(default_factory=list)
 
 
 def check_sla(session: Session, now: datetime) -> SlaReport:
@@ -92,6 +111,14 @@ def check_sla(session: Session, now: datetime) -> SlaReport:
         repo.add_event(session, t.id, now, "sla_warning", due_at=_iso(t.sla_due_at))
         report.warned.append(t.id)
         log.info("ticket #%d: SLA at risk, due %s", t.id, _iso(t.sla_due_at))
+    late = session.scalars(select(Ticket).where(
+        Ticket.status.in_(OPEN_STATUSES), Ticket.next_breached.is_(False),
+        Ticket.next_due_at <= now)).all()
+    for t in late:
+        t.next_breached = True
+        repo.add_event(session, t.id, now, "next_response_breach", due_at=_iso(t.next_due_at))
+        report.next_breached.append(t.id)
+        log.warning("ticket #%d: next-response SLA breached (due %s)", t.id, _iso(t.next_due_at))
     return report
 
 

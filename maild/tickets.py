@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from maild.calendar import BusinessCalendar
 from maild.parse import ParsedMessage
-from maild.sla import set_status
+from maild.sla import answered, set_status
 from maild.store import repo
 from maild.store.models import MessageRow, MessageSource, Ticket
 from maild.threads import ThreadDecision, decide_thread, normalize_subject
@@ -160,6 +160,7 @@ class TicketWriter:
 
     def _agent_reply(self, ticket: Ticket, row: MessageRow, arrived: datetime) -> None:
         ticket.agent_replies += 1
+        answered(ticket)
         repo.add_event(self.session, ticket.id, arrived, "agent_reply",
                        message_id=row.message_id, count=ticket.agent_replies)
         if ticket.first_response_at is None and ticket.last_customer_at is not None:

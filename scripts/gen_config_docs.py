@@ -217,8 +217,6 @@ def default_text(f: Field[Any]) -> str:
 # Keys the schema accepts but the code does not act on yet (checked by hand against maild/;
 # remove an entry when the feature lands).
 NOT_USED_YET: dict[str, str] = {
-    "sla.policies.next_response": "accepted and validated, not tracked yet: only the first "
-                                  "response has an SLA today",
 }
 
 

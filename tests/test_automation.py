@@ -56,3 +56,36 @@ def test_own_digest_copy_in_sent_opens_no_ticket(tmp_path: Path) -> None:
     assert (res.stored, res.duplicates) == (0, 1)
     with app.sessions() as s:
         assert s.scalars(select(Ticket)).all() == []
+
+
+def test_next_response_target_after_a_follow_up(tmp_path: Path) -> None:
+    from maild.sla import check_sla
+
+    cfg = config(tmp_path, '[sla]\ntimezone = "UTC"\nbusiness_hours = "24/7"\n'
+                           'first_response = "4h"\n[sla.policies.default]\n'
+                           'first_response = "4h"\nnext_response = "2h"\n')
+    app = build_app(load_config(cfg), FixedClock(NOW), environ={})
+    upgrade(app.engine)
+    ing = app.ingestor(app.config.mailboxes[0])
+    ing.ingest_batch("inbox", "INBOX", 1, [IngestItem(1, raw_mail(), NOW)])
+    agent = raw_mail(frm="Alice <support@example.com>", to="ann@example.org", msgid="<a1@x>",
+                     subject="Re: Order missing [#1]", in_reply_to="<m1@example.org>",
+                     date="Wed, 04 Nov 2026 10:00:00 +0000")
+    ing.ingest_batch("sent", "Sent", 1, [IngestItem(1, agent, NOW + timedelta(hours=1))])
+    follow = raw_mail(msgid="<m2@example.org>", subject="Re: Order missing [#1]",
+                      in_reply_to="<a1@x>", references="<m1@example.org> <a1@x>")
+    ing.ingest_batch("inbox", "INBOX", 1, [IngestItem(2, follow, NOW + timedelta(hours=3))])
+    with app.sessions.begin() as s:
+        t = s.get_one(Ticket, 1)
+        assert t.next_due_at == NOW + timedelta(hours=5)
+        assert check_sla(s, NOW + timedelta(hours=4)).next_breached == []
+        assert check_sla(s, NOW + timedelta(hours=5)).next_breached == [1]
+        assert check_sla(s, NOW + timedelta(hours=6)).next_breached == []
+    second = raw_mail(frm="Alice <support@example.com>", to="ann@example.org",
+                      msgid="<a2@x>", subject="Re: Order missing [#1]", in_reply_to="<m2@x>",
+                      date="Wed, 04 Nov 2026 15:30:00 +0000")
+    ing.ingest_batch("sent", "Sent", 1, [IngestItem(2, second, NOW + timedelta(hours=6.5))])
+    with app.sessions() as s:
+        t = s.get_one(Ticket, 1)
+        assert t.next_due_at is None and t.next_breached is False
+        assert t.first_response_at == NOW + timedelta(hours=1)

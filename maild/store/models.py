@@ -90,6 +90,7 @@ class Ticket(Base):
         Index("ix_tickets_created_at", "created_at"),
         Index("ix_tickets_sla_due_at", "sla_due_at"),
         Index("ix_tickets_sla_warn_at", "sla_warn_at"),
+        Index("ix_tickets_next_due_at", "next_due_at"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailboxes.id"))
@@ -113,6 +114,8 @@ class Ticket(Base):
     sla_warn_at: Mapped[datetime | None]
     sla_warned_at: Mapped[datetime | None]
     pending_since: Mapped[datetime | None]
+    next_due_at: Mapped[datetime | None]
+    next_breached: Mapped[bool] = mapped_column(Boolean, default=False)
     suggestions: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
 
     customer: Mapped[Customer] = relationship()
