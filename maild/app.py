@@ -21,6 +21,7 @@ from maild.clock import Clock, SystemClock
 from maild.config import Config, MailboxConfig, read_secret
 from maild.errors import MailboxError, MaildError
 from maild.ingest import Ingestor, MessageHandler
+from maild.locks import mailbox_lock
 from maild.mailbox import ImapSettings, MailboxClient
 from maild.outbox import OutboxSender, RetryPolicy
 from maild.parse import ParseLimits
@@ -118,7 +119,8 @@ class App:
         mb = self.config.mailboxes[index]
         factory = client_factory or partial(MailboxClient, self.imap_settings(index))
         return Poller(factory, self.ingestor(mb), inbox=mb.inbox_folder, sent=mb.sent_folder,
-                      batch_size=mb.batch_size, mark_seen=mb.mark_seen)
+                      batch_size=mb.batch_size, mark_seen=mb.mark_seen,
+                      lock=partial(mailbox_lock, self.engine, mb.address))
 
 
 def build_app(config: Config, clock: Clock | None = None,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
 from maild.errors import MailboxError
@@ -47,7 +48,9 @@ class FolderPlan:
 class Poller:
     def __init__(self, client_factory: Callable[[], MailboxClient], ingestor: Ingestor, *,
                  inbox: str = "INBOX", sent: str | None = None, batch_size: int = 200,
-                 mark_seen: bool = False) -> None:
+                 mark_seen: bool = False,
+                 lock: Callable[[], AbstractContextManager[bool]] | None = None) -> None:
+        self.lock = lock or (lambda: nullcontext(True))
         self.client_factory = client_factory
         self.ingestor = ingestor
         self.inbox = inbox
@@ -102,8 +105,13 @@ class Poller:
         return total
 
     def run_once(self, progress: Callable[[str], None] | None = None) -> CycleReport:
-        with self.client_factory().connect() as client:
-            return self.cycle(client, progress)
+        with self.lock() as held:
+            if not held:
+                log.info("%s: another maild instance holds this mailbox; skipped",
+                         self.ingestor.address)
+                return CycleReport()
+            with self.client_factory().connect() as client:
+                return self.cycle(client, progress)
 
     def watch(self, stop: threading.Event, on_cycle: Callable[[CycleReport], None],
               poll_seconds: float = 60.0, use_idle: bool = True) -> None:
@@ -111,20 +119,29 @@ class Poller:
         backoff = BACKOFF_START
         while not stop.is_set():
             try:
-                with self.client_factory().connect() as client:
+                with self.lock() as held:
+                    if not held:
+                        log.debug("standing by: another instance holds the mailbox")
+                        stop.wait(poll_seconds)
+                        continue
+                    self._session(stop, on_cycle, poll_seconds, use_idle)
                     backoff = BACKOFF_START
-                    idle = use_idle and client.has_idle()
-                    while not stop.is_set():
-                        on_cycle(self.cycle(client))
-                        self._wait(client, stop, poll_seconds, idle)
+                    continue
             except MailboxError as exc:
                 log.error("%s; reconnecting in %.0f s", exc, backoff)
             except Exception:  # e.g. the database is down: never let the thread die
                 log.exception("mailbox cycle failed; retrying in %.0f s", backoff)
-            else:
-                continue
             stop.wait(backoff)
             backoff = min(backoff * 2, BACKOFF_MAX)
+
+    def _session(self, stop: threading.Event, on_cycle: Callable[[CycleReport], None],
+                 poll_seconds: float, use_idle: bool) -> None:
+        """One IMAP connection: cycle, wait, repeat until stop or an error."""
+        with self.client_factory().connect() as client:
+            idle = use_idle and client.has_idle()
+            while not stop.is_set():
+                on_cycle(self.cycle(client))
+                self._wait(client, stop, poll_seconds, idle)
 
     def _wait(self, client: MailboxClient, stop: threading.Event, seconds: float,
               idle: bool) -> None:

@@ -9,7 +9,8 @@ pause and resume the clock, the periodic check, and the pending auto-solve.
   clock (`next_due_at`); the next agent reply stops it.
 - `check_sla` records one `sla_warning` and one `sla_breach` event per ticket,
   and one `next_response_breach` per unanswered follow-up,
-  selected with indexed SQL filters only (it runs every minute).
+  selected with indexed SQL filters only (it runs every minute), rows locked
+  with SKIP LOCKED so several instances never record an event twice.
 - `auto_solve_pending` solves tickets left pending without a customer reply.
 Works in the caller's session; never commits; reads no clock (now is passed).
 """
@@ -96,7 +97,8 @@ def check_sla(session: Session, now: datetime) -> SlaReport:
     report = SlaReport()
     unanswered = (Ticket.status.in_(OPEN_STATUSES), Ticket.first_response_at.is_(None))
     breaching = session.scalars(select(Ticket).where(
-        *unanswered, Ticket.sla_breached.is_(False), Ticket.sla_due_at <= now)).all()
+        *unanswered, Ticket.sla_breached.is_(False), Ticket.sla_due_at <= now
+    ).with_for_update(skip_locked=True)).all()
     for t in breaching:
         t.sla_breached = True
         repo.add_event(session, t.id, now, "sla_breach", due_at=_iso(t.sla_due_at))
@@ -105,7 +107,7 @@ def check_sla(session: Session, now: datetime) -> SlaReport:
                     _iso(t.sla_due_at))
     warning = session.scalars(select(Ticket).where(
         *unanswered, Ticket.sla_warned_at.is_(None), Ticket.sla_warn_at <= now,
-        Ticket.sla_breached.is_(False))).all()
+        Ticket.sla_breached.is_(False)).with_for_update(skip_locked=True)).all()
     for t in warning:
         t.sla_warned_at = now
         repo.add_event(session, t.id, now, "sla_warning", due_at=_iso(t.sla_due_at))
@@ -113,7 +115,7 @@ def check_sla(session: Session, now: datetime) -> SlaReport:
         log.info("ticket #%d: SLA at risk, due %s", t.id, _iso(t.sla_due_at))
     late = session.scalars(select(Ticket).where(
         Ticket.status.in_(OPEN_STATUSES), Ticket.next_breached.is_(False),
-        Ticket.next_due_at <= now)).all()
+        Ticket.next_due_at <= now).with_for_update(skip_locked=True)).all()
     for t in late:
         t.next_breached = True
         repo.add_event(session, t.id, now, "next_response_breach", due_at=_iso(t.next_due_at))
@@ -128,7 +130,8 @@ def auto_solve_pending(session: Session, now: datetime, days: int) -> list[int]:
         return []
     cutoff = now - timedelta(days=days)
     stale = session.scalars(select(Ticket).where(
-        Ticket.status == "pending", Ticket.pending_since <= cutoff)).all()
+        Ticket.status == "pending", Ticket.pending_since <= cutoff).with_for_update(
+        skip_locked=True)).all()
     solved = []
     for t in stale:
         if t.last_customer_at is not None and t.pending_since is not None \

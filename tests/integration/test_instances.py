@@ -1,0 +1,92 @@
+"""Several instances on one PostgreSQL: each message processed once, each
+auto-reply sent once, and a standby takes over when the holder is SIGKILLed."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from devstack.dovecot import ImapAccount
+from devstack.smtpsink import SmtpSink
+from maild.locks import mailbox_lock
+from tests.integration.stack import append, env_for, maild_cmd, run_maild, write_config
+
+pytestmark = pytest.mark.integration
+
+
+def test_advisory_lock_is_exclusive_and_released(db_url: str) -> None:
+    if not db_url.startswith("postgresql"):
+        pytest.skip("advisory locks are PostgreSQL's; SQLite runs one instance")
+    a, b = sa.create_engine(db_url), sa.create_engine(db_url)
+    with mailbox_lock(a, "support@example.com") as first:
+        with mailbox_lock(b, "support@example.com") as second:
+            assert (first, second) == (True, False)
+        with mailbox_lock(b, "other@example.com") as other:
+            assert other is True
+    with mailbox_lock(b, "support@example.com") as again:
+        assert again is True
+    a.dispose()
+    b.dispose()
+
+
+def _mails(account: ImapAccount, start: int, count: int) -> list[tuple[bytes, None]]:
+    return [((f"From: Customer {i} <c{i}@example.org>\r\nTo: {account.address}\r\n"
+              f"Subject: Question {i}\r\nMessage-ID: <inst-{i}@example.org>\r\n\r\n"
+              f"Hello, question number {i}.\r\n").encode(), None)
+            for i in range(start, start + count)]
+
+
+def _daemon(config: Path, account: ImapAccount) -> subprocess.Popen[str]:
+    return subprocess.Popen(maild_cmd(config, "run"), env=env_for(account),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
+
+
+def _wait_sent(sink: SmtpSink, count: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while len(sink.messages) < count and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
+def test_two_daemons_one_mailbox(imap_account: ImapAccount, db_url: str, smtp_sink: SmtpSink,
+                                 tmp_path: Path) -> None:
+    if not db_url.startswith("postgresql"):
+        pytest.skip("several instances need PostgreSQL")
+    config = write_config(tmp_path, imap_account, db_url, smtp_sink,
+                          extra="[outbox]\nretry_base_seconds = 1\n")
+    config.write_text(config.read_text().replace("batch_size = 200",
+                                                 "batch_size = 200\npoll_seconds = 1"))
+    run_maild(config, imap_account, "db", "upgrade")
+    first = _daemon(config, imap_account)
+    second = None
+    try:
+        append(imap_account, "INBOX", _mails(imap_account, 0, 1))
+        _wait_sent(smtp_sink, 1)  # the first instance holds the mailbox now
+        second = _daemon(config, imap_account)  # a standby beside it
+        append(imap_account, "INBOX", _mails(imap_account, 1, 19))
+        _wait_sent(smtp_sink, 20)
+        time.sleep(2)  # both running: nothing is processed twice
+        assert len(smtp_sink.messages) == 20
+        first.send_signal(signal.SIGKILL)  # the holder dies: its lock goes with it
+        first.wait()
+        append(imap_account, "INBOX", _mails(imap_account, 20, 5))
+        _wait_sent(smtp_sink, 25)  # only the standby can have done this
+        time.sleep(2)
+        second.send_signal(signal.SIGTERM)
+        second.wait(timeout=15)
+    finally:
+        for p in (first, second):
+            if p is not None and p.poll() is None:
+                p.kill()
+    ids = [m.parsed()["In-Reply-To"] for m in smtp_sink.messages]
+    assert len(ids) == 25 and len(set(ids)) == 25  # every customer answered exactly once
+    engine = sa.create_engine(db_url)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM messages WHERE direction='in'"
+                                    ).scalar() == 25
+        assert conn.exec_driver_sql("SELECT count(*) FROM quarantine").scalar() == 0
+    engine.dispose()
