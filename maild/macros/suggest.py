@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from rank_bm25 import BM25Okapi
 
@@ -56,7 +57,7 @@ def suggest_macros(
     query = tokenize(strip_reply(text, language), language)
     if not query or not candidates or limit <= 0:
         return []
-    bm25 = BM25Okapi([macro_document(m) for m in candidates])
+    bm25 = _index(tuple(candidates))
     scores = bm25.get_scores(query)
     suggestions = [
         Suggestion(m.name, m.language, round(float(score), 3), _matched_terms(bm25, query, i))
@@ -67,6 +68,12 @@ def suggest_macros(
         key=lambda s: (-s.score, s.name, s.language),
     )
     return ranked[:limit]
+
+
+@lru_cache(maxsize=32)
+def _index(candidates: tuple[Macro, ...]) -> BM25Okapi:
+    """The BM25 index of a set of macros, built once (macros are immutable)."""
+    return BM25Okapi([macro_document(m) for m in candidates])
 
 
 def _matched_terms(bm25: BM25Okapi, query: list[str], index: int) -> tuple[str, ...]:

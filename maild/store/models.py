@@ -170,8 +170,8 @@ class Event(Base):
     """Append-only ticket history: what happened, when, and why."""
 
     __tablename__ = "events"
-    __table_args__ = (Index("ix_events_ticket", "ticket_id"), Index("ix_events_kind_at",
-                                                                       "kind", "at"))
+    __table_args__ = (Index("ix_events_ticket_kind_at", "ticket_id", "kind", "at"),
+                      Index("ix_events_kind_at", "kind", "at"))
     id: Mapped[int] = mapped_column(primary_key=True)
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
     at: Mapped[datetime]
@@ -203,7 +203,8 @@ class OutboxRow(Base):
 
     __tablename__ = "outbox"
     __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),
-                      Index("ix_outbox_recipient", "kind", "recipient", "created_at"))
+                      Index("ix_outbox_recipient", "kind", "recipient", "created_at"),
+                      Index("ix_outbox_kind_created", "kind", "created_at"))
     id: Mapped[int] = mapped_column(primary_key=True)
     mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailboxes.id"))
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
