@@ -48,3 +48,4 @@ def setup_logging(level: str = "INFO", json_lines: bool = False) -> None:
     root.setLevel(level.upper())
     logging.getLogger("alembic").setLevel(logging.WARNING)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd (tests, demo)
