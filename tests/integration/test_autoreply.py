@@ -166,3 +166,26 @@ def test_kill_between_send_and_mark_resends_same_message_id(
     assert len(smtp_sink.messages) == 2  # marked sent now: never a third time
     ticket = show_json(config, imap_account, 1)
     assert len([m for m in ticket["messages"] if m["auto"]]) == 1
+
+
+@pytest.mark.parametrize("fault", ["451", "554", "drop"])
+def test_smtp_refusals_and_dropped_data(imap_account: ImapAccount, db_url: str,
+                                        smtp_sink: SmtpSink, tmp_path: Path, fault: str) -> None:
+    append(imap_account, "INBOX", [(customer_mail(
+        "Gus <gus@example.org>", imap_account.address, "Broken", "<g1@example.org>"), None)])
+    config = setup(tmp_path, imap_account, db_url, smtp_sink)
+    if fault == "drop":
+        smtp_sink.drop_next()
+    else:
+        smtp_sink.fail_next(int(fault), "4.3.0 try later" if fault == "451" else "5.7.1 no")
+    first = run_maild(config, imap_account, "run", "--once", "--json").stdout
+    assert smtp_sink.messages == []
+    later = (datetime.now(UTC) + timedelta(minutes=2)).isoformat()
+    run_maild(config, imap_account, "run", "--once", "--now", later)
+    events = [e["kind"] for e in show_json(config, imap_account, 1)["events"]]
+    if fault == "554":  # permanent: marked failed with an event, never retried
+        assert '"send_failed": 1' in first
+        assert "auto_reply_failed" in events and smtp_sink.messages == []
+    else:  # temporary: retried after the backoff and delivered once
+        assert '"send_retry": 1' in first
+        assert len(smtp_sink.messages) == 1 and "auto_reply_sent" in events
