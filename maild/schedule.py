@@ -26,7 +26,7 @@ from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import select
 
 from maild.app import App
-from maild.compose import Outgoing
+from maild.compose import Outgoing, make_message_id
 from maild.outbox import enqueue
 from maild.report.digest import build_digest, render_digest_email
 from maild.sla import auto_solve_pending, check_sla
@@ -92,19 +92,13 @@ def job_digest(app: App, day: date | None = None, force: bool = False) -> dict[s
         digest = build_digest(session, app.automation().calendar, slot.day,
                               app.config.sla.timezone, now, company=app.config.autoreply.company,
                               templates=app.config.resolve(app.config.paths.templates) / "digest")
-        mid = message_id if not exists else None
+        # A forced resend (digest --send) needs a fresh Message-ID of its own.
+        mid = make_message_id(mb.address.rpartition("@")[2], None) if exists else message_id
         raw = render_digest_email(digest, mb.address, list(app.config.digest.to), now, mid)
-        out = Outgoing(mid or _message_id(raw), mb.address, tuple(app.config.digest.to),
-                       digest.subject, raw)
+        out = Outgoing(mid, mb.address, tuple(app.config.digest.to), digest.subject, raw)
         enqueue(session, out, mailbox_id=mailbox.id, ticket_id=None, kind="digest", now=now)
     log.info("digest for %s queued to %s", slot.day, ", ".join(app.config.digest.to))
     return {"digest": f"{slot.day} queued"}
-
-
-def _message_id(raw: bytes) -> str:
-    from maild.parse import parse_message
-
-    return parse_message(raw).message_id
 
 
 def run_due(app: App) -> dict[str, Any]:
