@@ -29,12 +29,12 @@ from zoneinfo import ZoneInfo
 
 from jinja2 import FileSystemLoader, StrictUndefined, select_autoescape
 from jinja2.sandbox import ImmutableSandboxedEnvironment
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from maild.calendar import BusinessCalendar
 from maild.compose import make_message_id, one_line
-from maild.report.kpi import compute_stats, ticket_scope, waiting
+from maild.report.kpi import breached_in, compute_stats, ticket_scope, waiting
 from maild.store.models import Customer, Ticket
 
 DEFAULT_TEMPLATES = Path(__file__).resolve().parents[2] / "templates" / "digest"
@@ -164,9 +164,7 @@ def breached(session: Session, since: datetime, end: datetime, now: datetime, zo
              mailbox_id: int | None) -> list[dict[str, Any]]:
     """Tickets whose SLA was due in [since, end) and not met (as in `kpi`)."""
     return [_row(t, c, now, zone) for t, c in _tickets(
-        session, Ticket.sla_due_at >= since, Ticket.sla_due_at < end,
-        or_(Ticket.first_response_at.is_(None), Ticket.first_response_at > Ticket.sla_due_at),
-        *ticket_scope(mailbox_id))]
+        session, *breached_in(since, end), *ticket_scope(mailbox_id))]
 
 
 def at_risk(session: Session, calendar: BusinessCalendar, now: datetime, zone: ZoneInfo,

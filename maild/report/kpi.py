@@ -157,12 +157,21 @@ def _count(session: Session, *where: ColumnElement[bool]) -> int:
     return session.scalar(select(func.count(Ticket.id)).where(*where)) or 0
 
 
+def breached_in(since: datetime, end: datetime) -> list[ColumnElement[bool]]:
+    """Tickets whose first-response SLA was due in [since, end) and not met: answered
+    late, or unanswered while the clock ran (not waiting on the customer since before
+    the due time, whose reply moves the due time; not solved before it)."""
+    return [Ticket.sla_due_at >= since, Ticket.sla_due_at < end,
+            or_(Ticket.first_response_at > Ticket.sla_due_at,
+                and_(Ticket.first_response_at.is_(None),
+                     ~and_(Ticket.status == "pending", Ticket.pending_since <= Ticket.sla_due_at),
+                     ~and_(Ticket.status == "solved", Ticket.solved_at <= Ticket.sla_due_at)))]
+
+
 def _sla(session: Session, frs: list[FirstResponse], since: datetime, end: datetime,
          scope: list[ColumnElement[bool]]) -> dict[str, Any]:
     due = [f.attained for f in frs if f.attained is not None]
-    breaches = _count(session, Ticket.sla_due_at >= since, Ticket.sla_due_at < end,
-                      or_(Ticket.first_response_at.is_(None),
-                          Ticket.first_response_at > Ticket.sla_due_at), *scope)
+    breaches = _count(session, *breached_in(since, end), *scope)
     return {"attained_pct": ratio(sum(due), len(due)), "breaches": breaches}
 
 
