@@ -194,13 +194,25 @@ class MailboxClient:
         return _appenduid(resp)
 
     def idle_wait(self, seconds: float) -> bool:
-        """IDLE on the selected folder up to `seconds`; True if the server said something."""
+        """IDLE on the selected folder up to `seconds`; True if the server said something.
+
+        A server that says BYE (shutting down) or closes the socket raises
+        MailboxError("... connection lost ..."), never a silent empty result.
+        """
         seconds = min(seconds, IDLE_MAX_SECONDS)
         self._call(self.client.idle)
         try:
             responses = self._call(self.client.idle_check, timeout=seconds)
-        finally:
-            self._call(self.client.idle_done)
+        except BaseException:
+            with contextlib.suppress(Exception):  # the connection is gone anyway
+                self.client.idle_done()
+            raise
+        bye = next((r for r in responses if isinstance(r, tuple) and r and r[0] == b"BYE"), None)
+        if bye is not None:
+            said = b" ".join(x for x in bye[1:] if isinstance(x, bytes)).decode(errors="replace")
+            raise MailboxError(f"{self._where()}: connection lost during IDLE: the server said "
+                               f"BYE {said}".rstrip())
+        self._call(self.client.idle_done)
         return any(_is_change(r) for r in responses)
 
     def noop(self) -> None:
@@ -210,6 +222,9 @@ class MailboxClient:
         try:
             return fn(*args, **kwargs)
         except NETWORK_ERRORS as exc:
+            if _is_disconnect(exc):
+                raise MailboxError(f"{self._where()}: connection lost during {fn.__name__}: "
+                                   f"the server closed it ({_text(exc)})") from None
             raise MailboxError(f"{self._where()}: {fn.__name__} failed: {_text(exc)}") from None
 
 
@@ -242,7 +257,17 @@ def _appenduid(resp: Any) -> int | None:
     return int(m.group(2)) if m else None
 
 
+def _is_disconnect(exc: BaseException) -> bool:
+    """True when the server went away (closed, reset, EOF), not for protocol errors."""
+    if isinstance(exc, (ConnectionError, EOFError, ssl.SSLEOFError, ssl.SSLZeroReturnError)):
+        return True
+    text = _text(exc).lower()
+    return "eof" in text or "socket error" in text or "connection closed" in text
+
+
 def _text(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:  # "Connection refused", not "111"
+        return str(exc.strerror)
     msg = exc.args[0] if exc.args else exc
     if isinstance(msg, bytes):
         msg = msg.decode(errors="replace")

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from maild.errors import MailboxError
 from maild.ingest import BatchResult, IngestItem, Ingestor
 from maild.mailbox import MailboxClient
@@ -57,6 +59,8 @@ class Poller:
         self.sent = sent
         self.batch_size = batch_size
         self.mark_seen = mark_seen
+        self._connected = False  # watch(): did the current session complete a cycle?
+        self._failures = 0  # watch(): failed attempts since the last good cycle
 
     def folders(self, client: MailboxClient) -> list[FolderPlan]:
         sent = self.sent or client.find_special_folder("\\Sent")
@@ -89,16 +93,22 @@ class Poller:
         uids = client.uids_above(start)
         total = BatchResult(last_uid=start)
         done = 0
-        for batch in client.fetch(uids, self.batch_size):
-            items = [IngestItem(m.uid, m.raw, m.internaldate) for m in batch]
-            res = self.ingestor.ingest_batch(plan.role, plan.name, status.uidvalidity, items,
-                                             status.highest_modseq)
-            _merge(total, res)
-            done += len(batch)
-            if self.mark_seen and plan.role == "inbox" and batch:
-                client.add_flags([m.uid for m in batch], ["\\Seen"])
-            if progress and len(uids) > self.batch_size:
-                progress(f"{plan.name}: {done}/{len(uids)} messages")
+        try:
+            for batch in client.fetch(uids, self.batch_size):
+                items = [IngestItem(m.uid, m.raw, m.internaldate) for m in batch]
+                res = self.ingestor.ingest_batch(plan.role, plan.name, status.uidvalidity,
+                                                 items, status.highest_modseq)
+                _merge(total, res)
+                done += len(batch)
+                if self.mark_seen and plan.role == "inbox" and batch:
+                    client.add_flags([m.uid for m in batch], ["\\Seen"])
+                if progress and len(uids) > self.batch_size:
+                    progress(f"{plan.name}: {done}/{len(uids)} messages")
+        except (MailboxError, SQLAlchemyError) as exc:
+            log.error("%s: interrupted after %d of %d new message(s); committed up to UID %d, "
+                      "the next cycle resumes there: %s", plan.name, done, len(uids),
+                      max(total.last_uid, start), _first_line(exc))
+            raise
         if not uids and state is None:  # remember UIDVALIDITY of an empty folder
             self.ingestor.ingest_batch(plan.role, plan.name, status.uidvalidity, [],
                                        status.highest_modseq)
@@ -115,9 +125,15 @@ class Poller:
 
     def watch(self, stop: threading.Event, on_cycle: Callable[[CycleReport], None],
               poll_seconds: float = 60.0, use_idle: bool = True) -> None:
-        """Cycle until `stop` is set: IDLE (or sleep) between cycles, reconnect on errors."""
+        """Cycle until `stop` is set: IDLE (or sleep) between cycles, reconnect on errors.
+
+        Every failure is one log line naming the mailbox and the next attempt; a
+        connection that worked resets the backoff, and its return is logged too.
+        """
         backoff = BACKOFF_START
+        self._failures = 0
         while not stop.is_set():
+            self._connected = False
             try:
                 with self.lock() as held:
                     if not held:
@@ -128,9 +144,22 @@ class Poller:
                     backoff = BACKOFF_START
                     continue
             except MailboxError as exc:
-                log.error("%s; reconnecting in %.0f s", exc, backoff)
-            except Exception:  # e.g. the database is down: never let the thread die
-                log.exception("mailbox cycle failed; retrying in %.0f s", backoff)
+                if self._connected:  # a working session broke: start the backoff afresh
+                    backoff = BACKOFF_START
+                self._failures += 1
+                log.error("%s: %s; reconnecting in %.0f s (attempt %d)", self.ingestor.address,
+                          exc, backoff, self._failures)
+            except SQLAlchemyError as exc:  # the database is down, locked or busy
+                if self._connected:
+                    backoff = BACKOFF_START
+                self._failures += 1
+                log.error("%s: database error, the batch was rolled back (nothing lost, "
+                          "it is fetched again): %s; retrying in %.0f s", self.ingestor.address,
+                          _first_line(exc), backoff)
+            except Exception:  # anything else: never let the thread die
+                self._failures += 1
+                log.exception("%s: mailbox cycle failed; retrying in %.0f s",
+                              self.ingestor.address, backoff)
             stop.wait(backoff)
             backoff = min(backoff * 2, BACKOFF_MAX)
 
@@ -138,9 +167,13 @@ class Poller:
                  poll_seconds: float, use_idle: bool) -> None:
         """One IMAP connection: cycle, wait, repeat until stop or an error."""
         with self.client_factory().connect() as client:
+            if self._failures:
+                log.info("%s: IMAP connection restored after %d failed attempt(s)",
+                         self.ingestor.address, self._failures)
             idle = use_idle and client.has_idle()
             while not stop.is_set():
                 on_cycle(self.cycle(client))
+                self._connected, self._failures = True, 0
                 self._wait(client, stop, poll_seconds, idle)
 
     def _wait(self, client: MailboxClient, stop: threading.Event, seconds: float,
@@ -155,6 +188,13 @@ class Poller:
             if client.idle_wait(step):
                 return
             waited += step
+
+
+def _first_line(exc: BaseException) -> str:
+    """An exception as one line (SQLAlchemy appends SQL and a help link on more lines)."""
+    orig = getattr(exc, "orig", None)  # the driver's own message, without the SQL
+    text = str(orig if orig is not None else exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _merge(total: BatchResult, res: BatchResult) -> None:
