@@ -59,6 +59,7 @@ class Poller:
         self.sent = sent
         self.batch_size = batch_size
         self.mark_seen = mark_seen
+        self.address = str(getattr(ingestor, "address", "mailbox"))  # for log lines
         self._connected = False  # watch(): did the current session complete a cycle?
         self._failures = 0  # watch(): failed attempts since the last good cycle
 
@@ -118,7 +119,7 @@ class Poller:
         with self.lock() as held:
             if not held:
                 log.info("%s: another maild instance holds this mailbox; skipped",
-                         self.ingestor.address)
+                         self.address)
                 return CycleReport()
             with self.client_factory().connect() as client:
                 return self.cycle(client, progress)
@@ -147,19 +148,19 @@ class Poller:
                 if self._connected:  # a working session broke: start the backoff afresh
                     backoff = BACKOFF_START
                 self._failures += 1
-                log.error("%s: %s; reconnecting in %.0f s (attempt %d)", self.ingestor.address,
+                log.error("%s: %s; reconnecting in %.0f s (attempt %d)", self.address,
                           exc, backoff, self._failures)
             except SQLAlchemyError as exc:  # the database is down, locked or busy
                 if self._connected:
                     backoff = BACKOFF_START
                 self._failures += 1
                 log.error("%s: database error, the batch was rolled back (nothing lost, "
-                          "it is fetched again): %s; retrying in %.0f s", self.ingestor.address,
+                          "it is fetched again): %s; retrying in %.0f s", self.address,
                           _first_line(exc), backoff)
             except Exception:  # anything else: never let the thread die
                 self._failures += 1
                 log.exception("%s: mailbox cycle failed; retrying in %.0f s",
-                              self.ingestor.address, backoff)
+                              self.address, backoff)
             stop.wait(backoff)
             backoff = min(backoff * 2, BACKOFF_MAX)
 
@@ -169,7 +170,7 @@ class Poller:
         with self.client_factory().connect() as client:
             if self._failures:
                 log.info("%s: IMAP connection restored after %d failed attempt(s)",
-                         self.ingestor.address, self._failures)
+                         self.address, self._failures)
             idle = use_idle and client.has_idle()
             while not stop.is_set():
                 on_cycle(self.cycle(client))

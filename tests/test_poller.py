@@ -53,3 +53,45 @@ def test_watch_survives_database_and_imap_errors(monkeypatch: pytest.MonkeyPatch
     t.start()
     t.join(timeout=5)
     assert not t.is_alive() and calls["n"] == 2 and len(seen) == 1
+
+
+class IdleClient(FakeClient):
+    """Connects per the script; its IDLE wait fails with a lost connection."""
+
+    def has_idle(self) -> bool:
+        return True
+
+    def select(self, folder: str) -> None:
+        pass
+
+    def idle_wait(self, seconds: float) -> bool:
+        raise MailboxError("IMAP h:1: connection lost during idle_done: the server closed it")
+
+
+def test_lost_connection_is_logged_and_backoff_restarts(monkeypatch: pytest.MonkeyPatch,
+                                                        caplog: pytest.LogCaptureFixture
+                                                        ) -> None:
+    """refused, refused, lost, lost: the waits after a working session start at 1 again."""
+    monkeypatch.setattr(poller_mod, "BACKOFF_START", 0.01)
+    waits: list[float] = []
+    stop = threading.Event()
+    script: list[Any] = [MailboxError("IMAP h:1: cannot connect: Connection refused"),
+                         MailboxError("IMAP h:1: cannot connect: Connection refused"), None, None]
+    real_wait = stop.wait
+
+    def wait(timeout: float | None = None) -> bool:
+        if timeout is not None and timeout >= 0.01 and not script:
+            stop.set()
+        waits.append(timeout or 0.0)
+        return real_wait(0)
+
+    monkeypatch.setattr(stop, "wait", wait)
+    monkeypatch.setattr(Poller, "cycle", lambda self, client, progress=None: CycleReport())
+    p = Poller(lambda: IdleClient(script), ingestor=None)  # type: ignore[arg-type]
+    with caplog.at_level("INFO", logger="maild.poller"):
+        p.watch(stop, lambda rep: None, 60.0, True)
+    assert waits[:3] == [0.01, 0.02, 0.01]  # doubled while refused, reset after a session
+    lines = [r.getMessage() for r in caplog.records]
+    assert "cannot connect: Connection refused; reconnecting in 0 s (attempt 1)" in lines[0]
+    assert "IMAP connection restored after 2 failed attempt(s)" in lines[2]
+    assert "connection lost during idle_done" in lines[3]
