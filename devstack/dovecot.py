@@ -343,6 +343,21 @@ class DovecotServer:
                     proc.wait(timeout=5)
             _wait_group_gone(proc.pid)
 
+    def kill(self) -> None:
+        """Crash Dovecot: SIGKILL its whole process group (no BYE, no clean shutdown).
+
+        Clients see their connections reset. ``start()`` brings it back on the
+        same ports with the same users and mail. Idempotent.
+        """
+        with self._lock:
+            proc, self._proc = self._proc, None
+            atexit.unregister(self.stop)
+            if proc is None:
+                return
+            _kill_group(proc.pid)
+            proc.wait(timeout=5)
+            _wait_group_gone(proc.pid)
+
     def restart(self) -> None:
         """Stop and start again on the same ports; users and mail are kept."""
         with self._lock:

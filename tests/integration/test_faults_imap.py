@@ -23,6 +23,7 @@ from tests.integration.stack import (
     append,
     env_for,
     folder_messages,
+    imap,
     maild_cmd,
     run_maild,
     write_config,
@@ -128,3 +129,54 @@ def test_dovecot_restart_mid_idle(own_dovecot: DovecotServer, db_url: str,
     assert len(folder_messages(account, "Sent")) == 2  # both replies copied, once each
     assert proc.returncode == 0, text
     assert "Traceback" not in text, text
+
+
+def multiappend(account: ImapAccount, raws: list[bytes]) -> None:
+    client = imap(account)
+    try:
+        for i in range(0, len(raws), 250):
+            client.multiappend("INBOX", raws[i:i + 250])
+    finally:
+        client.logout()
+
+
+@pytest.mark.parametrize("how", ["kill", "stop"])
+def test_dovecot_gone_mid_fetch(own_dovecot: DovecotServer, db_url: str, tmp_path: Path,
+                                how: str) -> None:
+    """`run --once` loses the server between batches: it fails with one clear error
+    line and exit 1; after a restart the next run stores exactly the rest."""
+    total, batch = 500, 50
+    account = own_dovecot.create_account()
+    multiappend(account, [customer_mail(account, i, "fetch") for i in range(total)])
+    config = write_config(tmp_path, account, db_url, batch_size=batch)
+    run_maild(config, account, "db", "upgrade")
+    log = tmp_path / "once.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(maild_cmd(config, "run", "--once"), env=env_for(account),
+                                stdout=out, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_until(lambda: count(db_url, "SELECT count(*) FROM messages") >= 2 * batch, 40,
+                   "the first batches", log)
+        own_dovecot.kill() if how == "kill" else own_dovecot.stop()
+        code = proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = log.read_text()
+    partial = count(db_url, "SELECT count(*) FROM messages")
+    assert code == 1 and 0 < partial < total, text
+    error = [line for line in text.splitlines() if line.startswith("maild: error:")]
+    assert len(error) == 1 and f"IMAP localhost:{account.port}" in error[0], text
+    assert "connection lost" in error[0] or "cannot connect" in error[0], text
+    interrupted = [line for line in text.splitlines() if "INBOX: interrupted after" in line]
+    assert len(interrupted) == 1 and "the next cycle resumes there" in interrupted[0], text
+    assert "Traceback" not in text, text
+    # Whole batches only: the checkpoint covers exactly what was committed.
+    assert partial % batch == 0
+    assert count(db_url, "SELECT last_uid FROM folder_states WHERE role = 'inbox'") == partial
+
+    own_dovecot.start()
+    again = run_maild(config, account, "run", "--once", "--json")
+    assert f'"stored": {total - partial}' in again.stdout, again.stdout + again.stderr
+    assert_each_once(db_url, total)
