@@ -198,6 +198,9 @@ class CommandHandler:
             return
         if not stored.new_ticket:
             undo_customer_effects(session, stored)  # before anything flushes
+        # An instruction to maild: neither a customer message nor an agent reply, so
+        # FRT, waiting times and reply targets must not see it (they skip auto rows).
+        stored.row.auto = True
         actor = parsed.from_addr.lower()
         wanted = ticket_tags(parsed.subject)[0]
         ticket = session.get(Ticket, wanted)

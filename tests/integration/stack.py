@@ -10,6 +10,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -77,6 +79,42 @@ def run_maild(config: Path, account: ImapAccount, *args: str,
         raise AssertionError(f"maild {' '.join(args)} failed ({proc.returncode}):\n"
                              f"{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+class Daemon:
+    """`maild run` as a child process whose output is collected line by line, so a
+    test can wait for a log line instead of sleeping a guessed time."""
+
+    def __init__(self, config: Path, account: ImapAccount, *args: str) -> None:
+        self.proc = subprocess.Popen(maild_cmd(config, "run", *args), env=env_for(account),
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True, cwd=REPO)
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for(self, text: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.output:
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise AssertionError(f"maild never logged {text!r}:\n{self.output}")
+            time.sleep(0.05)
+
+    def stop(self, signum: int = 15, timeout: float = 15) -> int:
+        """Send `signum` (SIGTERM by default) and wait for the exit; the exit code."""
+        self.proc.send_signal(signum)
+        code = self.proc.wait(timeout=timeout)
+        self._reader.join(timeout=5)
+        return code
 
 
 def cli_json(config: Path, account: ImapAccount, *args: str) -> Any:

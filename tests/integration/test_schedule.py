@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import email
 import signal
-import subprocess
 import time
 from datetime import datetime
 from email.message import EmailMessage
@@ -18,7 +17,7 @@ import pytest
 
 from devstack.dovecot import ImapAccount
 from devstack.smtpsink import SmtpSink
-from tests.integration.stack import append, env_for, maild_cmd, run_maild, write_config
+from tests.integration.stack import Daemon, append, run_maild, write_config
 
 pytestmark = pytest.mark.integration
 IST = ZoneInfo("Europe/Istanbul")
@@ -84,16 +83,15 @@ def test_daemon_scheduler_catches_up_and_stops_on_sigterm(
                           extra='[digest]\nto = ["manager@example.com"]\nat = "00:00"\n')
     run_maild(config, imap_account, "db", "upgrade")
     for attempt in range(2):
-        proc = subprocess.Popen(maild_cmd(config, "run"), env=env_for(imap_account),
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        daemon = Daemon(config, imap_account)
+        daemon.wait_for("maild running")
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and not digests(smtp_sink) and attempt == 0:
             time.sleep(0.2)
-        time.sleep(2 if attempt else 0.5)
+        time.sleep(2 if attempt else 0.5)  # the restart: time to (not) send it again
         started = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=15)
-        assert time.monotonic() - started < 10, out
-        assert proc.returncode == 0, out
-        assert "maild stopped" in out
+        code = daemon.stop(signal.SIGTERM)
+        assert time.monotonic() - started < 10, daemon.output
+        assert code == 0, daemon.output
+        assert "maild stopped" in daemon.output
     assert len(digests(smtp_sink)) == 1  # the restart did not send it again
