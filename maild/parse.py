@@ -257,7 +257,9 @@ def _headers_only(raw: bytes, problem: str) -> ParsedMessage:
 def parse_message(raw: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> ParsedMessage:
     """Parse `raw`; on any failure return a flagged best-effort value.
 
-    Malformed MIME that mail-parser still reads (a missing closing boundary,
+    The stdlib parses the MIME structure once; mail-parser reads that same
+    `Message` for the bodies, date and attachments. Malformed MIME that
+    mail-parser still reads (a missing closing boundary,
     broken base64) is flagged too: `parse_error` names the defects. Messages
     over the limits, or that break the MIME parser itself (deep nesting), get
     their headers parsed only.
@@ -272,7 +274,7 @@ def parse_message(raw: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> ParsedMes
         return _headers_only(raw, f"MIME parser failed: {type(exc).__name__}")
     base["defects"] = _all_defects(msg)
     try:
-        mp = mailparser.parse_from_bytes(raw)
+        mp = mailparser.MailParser(msg)  # the same Message: MIME is parsed once
         text = clean_text("\n".join(mp.text_plain))
         html = clean_text("\n".join(mp.text_html))
         date = mp.date if isinstance(mp.date, datetime) else None
