@@ -4,7 +4,9 @@
 #   2. a system Dovecot that THIS run installed kept stopped (one that was already
 #      there is never touched; devstack runs private instances on
 #      free 127.0.0.1 ports, so it never needs the standard ones),
-#   3. .venv in the repo root (python3 >= 3.11) with `pip install -e '.[test]'`.
+#   3. .venv in the repo root (python3 >= 3.11) with `pip install -e '.[test]'`,
+#   4. with MAILD_WITH_BROWSER=1 (scripts/test.sh sets it), Debian's chromium, which
+#      the digest screenshot test uses to render the HTML (~350 MB, ~40 s).
 # Idempotent, non-interactive (CI=true, no stdin); run it as root from any cwd.
 # It does not touch /etc/dovecot, start any service, or install anything else
 # (except python3/python3-venv when the venv must be created and they are missing).
@@ -16,6 +18,7 @@ export DEBIAN_FRONTEND=noninteractive
 export PIP_NO_INPUT=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 PYTHON="${PYTHON:-python3}"
 APT_PACKAGES=(dovecot-imapd dovecot-lmtpd openssl)
+if [ "${MAILD_WITH_BROWSER:-0}" = 1 ]; then APT_PACKAGES+=(chromium); fi
 POLICY_RC_D=/usr/sbin/policy-rc.d
 SYSTEM_DOVECOT_PID=/run/dovecot/master.pid
 

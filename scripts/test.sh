@@ -5,7 +5,7 @@
 # to pytest (e.g. scripts/test.sh -k threading).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install.sh
+MAILD_WITH_BROWSER=1 bash scripts/install.sh  # chromium: the digest screenshot test
 bash scripts/start-postgres.sh || true
 echo "==> running the test suite"
 exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
