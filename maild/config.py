@@ -87,6 +87,10 @@ class SlaConfig:
     reopen_window_days: int = doc("a customer message to a ticket solved longer ago than "
                                   "this opens a new ticket instead of reopening it (0 = always "
                                   "reopen)", default=7)
+    alert_to: tuple[str, ...] = doc("addresses (agents, a team lead) mailed when a ticket's "
+                                    "first-response SLA is at risk (at warn_fraction) and "
+                                    "when it is breached; empty: events and log lines only",
+                                    default=())
 
 
 @dataclass(frozen=True)
@@ -253,6 +257,10 @@ def _check_values(cfg: Config) -> None:
     bad_days = [d for d in cfg.digest.days if d not in WEEKDAYS]
     if bad_days:
         raise ConfigError(f"digest.days: unknown day {bad_days[0]!r} (use mon..sun)")
+    for key, values in (("digest.to", cfg.digest.to), ("sla.alert_to", cfg.sla.alert_to)):
+        bad = [v for v in values if "@" not in v or any(c.isspace() for c in v)]
+        if bad:
+            raise ConfigError(f"{key}: not an email address: {bad[0]!r}")
     _check_durations(cfg)
     if not 0 < cfg.sla.warn_fraction < 1:
         raise ConfigError(f"sla.warn_fraction: must be between 0 and 1, got "

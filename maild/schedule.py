@@ -1,7 +1,8 @@
 """The scheduled jobs and the APScheduler 3.x scheduler that runs them.
 
 Jobs (each a plain function of the App, usable from `run --once`):
-- `job_sla`: SLA warnings and breaches, and the pending auto-solve (every minute);
+- `job_sla`: SLA warnings and breaches (with the alert mail to `sla.alert_to`, queued
+  in the same transaction as the events), and the pending auto-solve (every minute);
 - `job_outbox`: send or retry the outbox (every minute);
 - `job_digest`: the managers' daily digest for yesterday, once per local day at
   `digest.at` in the SLA time zone, on the configured weekdays.
@@ -25,6 +26,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import select
 
+from maild.alerts import AlertSettings, queue_alerts
 from maild.app import App
 from maild.compose import Outgoing, make_message_id
 from maild.outbox import enqueue
@@ -40,8 +42,17 @@ def job_sla(app: App) -> dict[str, Any]:
     now = app.clock.now()
     with app.sessions.begin() as session:
         report = check_sla(session, now)
+        alerts = alert_settings(app)
+        queue_alerts(session, alerts, "breach", report.breached, now)
+        queue_alerts(session, alerts, "warning", report.warned, now)
         solved = auto_solve_pending(session, now, app.config.sla.auto_solve_pending_days)
     return {"warned": report.warned, "breached": report.breached, "auto_solved": solved}
+
+
+def alert_settings(app: App) -> AlertSettings:
+    cfg = app.config
+    return AlertSettings(to=cfg.sla.alert_to, sender=cfg.mailboxes[0].address,
+                         sender_name=cfg.autoreply.sender_name, zone=ZoneInfo(cfg.sla.timezone))
 
 
 def job_outbox(app: App) -> dict[str, Any]:

@@ -36,6 +36,7 @@ its own, so ids are not predictable across databases).
 from __future__ import annotations
 
 import email
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.policy import default
@@ -118,6 +119,10 @@ class Week:
 
 
 Action = Callable[[Week], None]
+LABELS = {"Order 1001 late": "T1", "Invoice question": "T2", "Cannot login": "T3",
+          "Refund request": "T4", "Warranty claim": "T5", "Shipping address change": "T6",
+          "Password reset": "T7", "Damaged item": "T8", "Wrong address, please ignore": "T9",
+          "Server question": "T10"}
 
 
 def actions() -> list[tuple[datetime, Action]]:
@@ -191,7 +196,7 @@ def test_replayed_week(imap_account: ImapAccount, db_url: str, smtp_sink: SmtpSi
     week = replay(imap_account, config)
     check_every_kpi(config, imap_account)
     check_scheduler_events(week, config, imap_account, db_url)
-    check_eta_replies_and_digests(smtp_sink)
+    check_eta_replies_alerts_digests(smtp_sink, config, imap_account)
 
 
 def configure(imap_account: ImapAccount, db_url: str, smtp_sink: SmtpSink,
@@ -201,7 +206,8 @@ def configure(imap_account: ImapAccount, db_url: str, smtp_sink: SmtpSink,
         '[digest]\nto = ["manager@example.com"]\nat = "08:00"\n'
         'days = ["mon", "tue", "wed", "thu", "fri"]\n'))
     text = config.read_text().replace('holidays = "TR"\n',
-                                      'holidays = "TR"\nauto_solve_pending_days = 2\n')
+                                      'holidays = "TR"\nauto_solve_pending_days = 2\n'
+                                      'alert_to = ["lead@example.com"]\n')
     config.write_text(text)
     run_maild(config, imap_account, "db", "upgrade")
     return config
@@ -272,14 +278,21 @@ def check_scheduler_events(week: Week, config: Path, imap_account: ImapAccount,
         (ids["Warranty claim"], L(29, 10)), (ids["Shipping address change"], L(31, 11))]
 
 
-def check_eta_replies_and_digests(smtp_sink: SmtpSink) -> None:
+def check_eta_replies_alerts_digests(smtp_sink: SmtpSink, config: Path,
+                                     imap_account: ImapAccount) -> None:
+    label = {t["id"]: LABELS[t["subject"]] for t in cli_json(config, imap_account, "tickets",
+                                                              "list")}
     customers = {f"c{i}@example.org" for i in range(1, 10)} | {"dana@bigcorp.com"}
     eta: dict[str, int] = {}
     digests: list[str] = []
+    alerts: list[str] = []
     for m in smtp_sink.messages:
         msg: Any = email.message_from_bytes(m.raw, policy=default)
         if "manager@example.com" in m.rcpt_tos:
             digests.append(str(msg["Subject"]))
+        if "lead@example.com" in m.rcpt_tos:
+            alerts.append(re.sub(r"ticket (\d+)", lambda x: f"ticket {{{label[int(x[1])]}}}",
+                                 str(msg["Subject"])))
         for rcpt in set(m.rcpt_tos) & customers:
             eta[rcpt] = eta.get(rcpt, 0) + 1
             assert msg["Auto-Submitted"] == "auto-replied"
@@ -289,5 +302,14 @@ def check_eta_replies_and_digests(smtp_sink: SmtpSink) -> None:
     assert len(digests) == 6, digests
     # Monday: T1 T10 T2 new; first responses T1 (5400) T10 (7200): median 6300 = 1h 45m;
     # breach T10 (due 15:00, answered 16:00).
+    # Alerts (warning at 80%: 3h12m of 4h) at the ticks: T4 warned Wed 09:30 (due 09:12)
+    # and breached 10:00; T10 (VIP, due 15:00) and T5 (due Fri 13:00) were already past
+    # their due time at the first tick after the warning, so they get the breach only.
+    # T3's warning moved with its pause and it was answered first.
+    assert sorted(alerts) == sorted([
+        "SLA at risk: ticket {T4}, Refund request (due Wed 28 Oct 10:00)",
+        "SLA breached: ticket {T10}, Server question (due Mon 26 Oct 15:00)",
+        "SLA breached: ticket {T4}, Refund request (due Wed 28 Oct 10:00)",
+        "SLA breached: ticket {T5}, Warranty claim (due Fri 30 Oct 13:00)"])
     assert [d for d in digests if "2026-10-26" in d] == [
         "Example Ltd support 2026-10-26: 3 new, FRT 1h 45m, 1 SLA breach"]
