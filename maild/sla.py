@@ -8,9 +8,12 @@ pause and resume the clock, the periodic check, and the pending auto-solve.
 - A customer message after an agent reply starts the optional next-response
   clock (`next_due_at`); the next agent reply stops it.
 - `check_sla` records one `sla_warning` and one `sla_breach` event per ticket,
-  and one `next_response_breach` per unanswered follow-up,
-  selected with indexed SQL filters only (it runs every minute), rows locked
-  with SKIP LOCKED so several instances never record an event twice.
+  and one `next_response_breach` per unanswered follow-up, set-based (per kind
+  one UPDATE ... RETURNING and one INSERT ... SELECT per 10,000 tickets, however
+  many are due at once after downtime), selected with indexed SQL filters only
+  (it runs every minute), rows locked with SKIP LOCKED so several instances
+  never record an event twice. It logs one line per ticket, or one summary line when more than
+  `LOG_EACH_UP_TO` are due at once.
 - `auto_solve_pending` solves tickets left pending without a customer reply.
 Works in the caller's session; never commits; reads no clock (now is passed).
 """
@@ -20,16 +23,22 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import JSON, ColumnElement, insert, inspect, literal, select, update
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 from maild.calendar import BusinessCalendar
 from maild.store import repo
-from maild.store.models import Ticket
+from maild.store.models import Event, Ticket
 
 log = logging.getLogger("maild.sla")
 OPEN_STATUSES = ("new", "open")
+LOG_EACH_UP_TO = 20  # more tickets at once (after downtime): one summary log line
+ID_CHUNK = 10_000  # ids bound per statement (SQLite >= 3.35, needed for RETURNING, allows 32,766)
 
 
 def start_clock(ticket: Ticket, calendar: BusinessCalendar, target: timedelta,
@@ -94,34 +103,88 @@ class SlaReport:
 
 def check_sla(session: Session, now: datetime) -> SlaReport:
     """Record warnings and breaches that are due at `now` (each once per ticket)."""
-    report = SlaReport()
     unanswered = (Ticket.status.in_(OPEN_STATUSES), Ticket.first_response_at.is_(None))
-    breaching = session.scalars(select(Ticket).where(
-        *unanswered, Ticket.sla_breached.is_(False), Ticket.sla_due_at <= now
-    ).with_for_update(skip_locked=True)).all()
-    for t in breaching:
-        t.sla_breached = True
-        repo.add_event(session, t.id, now, "sla_breach", due_at=_iso(t.sla_due_at))
-        report.breached.append(t.id)
-        log.warning("ticket #%d: SLA breached (due %s, no agent reply)", t.id,
-                    _iso(t.sla_due_at))
-    warning = session.scalars(select(Ticket).where(
-        *unanswered, Ticket.sla_warned_at.is_(None), Ticket.sla_warn_at <= now,
-        Ticket.sla_breached.is_(False)).with_for_update(skip_locked=True)).all()
-    for t in warning:
-        t.sla_warned_at = now
-        repo.add_event(session, t.id, now, "sla_warning", due_at=_iso(t.sla_due_at))
-        report.warned.append(t.id)
-        log.info("ticket #%d: SLA at risk, due %s", t.id, _iso(t.sla_due_at))
-    late = session.scalars(select(Ticket).where(
-        Ticket.status.in_(OPEN_STATUSES), Ticket.next_breached.is_(False),
-        Ticket.next_due_at <= now).with_for_update(skip_locked=True)).all()
-    for t in late:
-        t.next_breached = True
-        repo.add_event(session, t.id, now, "next_response_breach", due_at=_iso(t.next_due_at))
-        report.next_breached.append(t.id)
-        log.warning("ticket #%d: next-response SLA breached (due %s)", t.id, _iso(t.next_due_at))
-    return report
+    due, next_due = Ticket.sla_due_at, Ticket.next_due_at
+    breached = _record(session, now, "sla_breach", due, {"sla_breached": True}, *unanswered,
+                       Ticket.sla_breached.is_(False), due <= now)
+    _log(session, logging.WARNING, due, breached,
+         "ticket #%d: SLA breached (due %s, no agent reply)", "%d tickets breached their SLA")
+    warned = _record(session, now, "sla_warning", due, {"sla_warned_at": now}, *unanswered,
+                     Ticket.sla_warned_at.is_(None), Ticket.sla_warn_at <= now,
+                     Ticket.sla_breached.is_(False))
+    _log(session, logging.INFO, due, warned, "ticket #%d: SLA at risk, due %s",
+         "%d tickets at risk of breaching their SLA")
+    late = _record(session, now, "next_response_breach", next_due, {"next_breached": True},
+                   Ticket.status.in_(OPEN_STATUSES), Ticket.next_breached.is_(False),
+                   next_due <= now)
+    _log(session, logging.WARNING, next_due, late,
+         "ticket #%d: next-response SLA breached (due %s)",
+         "%d tickets breached their next-response SLA")
+    return SlaReport(warned=warned, breached=breached, next_breached=late)
+
+
+def _record(session: Session, now: datetime, kind: str, due: InstrumentedAttribute[Any],
+            values: dict[str, Any], *where: ColumnElement[bool]) -> list[int]:
+    """Set `values` on the tickets matching `where`, skipping rows another instance has
+    locked, and add one `kind` event for each (detail: the `due` time); returns their
+    ids, sorted. Set-based whatever the number of tickets: UPDATE ... WHERE id IN
+    (SELECT ... FOR UPDATE SKIP LOCKED) RETURNING id, then INSERT INTO events ... SELECT."""
+    locked = select(Ticket.id).where(*where).with_for_update(skip_locked=True)
+    ids = sorted(session.scalars(
+        update(Ticket).where(Ticket.id.in_(locked)).values(**values).returning(Ticket.id),
+        execution_options={"synchronize_session": False}))
+    _expire(session, ids, list(values))
+    for chunk in range(0, len(ids), ID_CHUNK):
+        session.execute(insert(Event).from_select(
+            ["ticket_id", "at", "kind", "actor", "detail"],
+            select(Ticket.id, literal(now, Event.at.type), literal(kind), literal("maild"),
+                   _DueDetail(due)).where(Ticket.id.in_(ids[chunk:chunk + ID_CHUNK]))))
+    return ids
+
+
+def _expire(session: Session, ids: list[int], attributes: list[str]) -> None:
+    """Make the session's loaded copies of these tickets reload the updated attributes
+    (what synchronize_session="fetch" does, without building 50,000 identity keys)."""
+    wanted = set(ids)
+    for obj in list(session.identity_map.values()):
+        key = inspect(obj).identity
+        if isinstance(obj, Ticket) and key is not None and key[0] in wanted:
+            session.expire(obj, attributes)
+
+
+class _DueDetail(FunctionElement[dict[str, Any]]):
+    """SQL for the event detail `{"due_at": due.isoformat()}` of a naive-UTC column: the
+    same text Python writes ("2026-11-09T07:00:00+00:00", microseconds only if any)."""
+
+    type = JSON()
+    inherit_cache = True
+
+
+@compiles(_DueDetail, "sqlite")
+def _due_detail_sqlite(element: _DueDetail, compiler: SQLCompiler, **kw: Any) -> str:
+    at = compiler.process(element.clauses, **kw)  # stored as 'YYYY-MM-DD HH:MM:SS.ffffff'
+    return (f"json_object('due_at', replace(CASE WHEN substr({at}, 20) = '.000000' "
+            f"THEN substr({at}, 1, 19) ELSE {at} END, ' ', 'T') || '+00:00')")
+
+
+@compiles(_DueDetail, "postgresql")
+def _due_detail_postgresql(element: _DueDetail, compiler: SQLCompiler, **kw: Any) -> str:
+    at = compiler.process(element.clauses, **kw)
+    return (f"json_build_object('due_at', to_char({at}, 'YYYY-MM-DD\"T\"HH24:MI:SS') || "
+            f"CASE WHEN mod(date_part('microseconds', {at})::integer, 1000000) = 0 THEN '' "
+            f"ELSE to_char({at}, '.US') END || '+00:00')")
+
+
+def _log(session: Session, level: int, due: InstrumentedAttribute[Any], ids: list[int],
+         each: str, many: str) -> None:
+    """One line per ticket, or one summary line (with the first ids) when many at once."""
+    if len(ids) <= LOG_EACH_UP_TO:
+        for tid, at in session.execute(select(Ticket.id, due).where(Ticket.id.in_(ids))
+                                       .order_by(Ticket.id)):
+            log.log(level, each, tid, _iso(at))
+        return
+    log.log(level, many + " (ids %s, ...)", len(ids),
+            ", ".join(str(tid) for tid in ids[:LOG_EACH_UP_TO]))
 
 
 def auto_solve_pending(session: Session, now: datetime, days: int) -> list[int]:

@@ -3,8 +3,10 @@ ticket, pending pauses the clock, auto-solve of stale pending tickets."""
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
+import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild.calendar import BusinessCalendar
@@ -96,3 +98,61 @@ def test_auto_solve_pending_without_reply(db_url: str) -> None:
         t = s.get_one(Ticket, 1)
         assert t.status == "solved" and t.solved_at == utc(2026, 11, 13, 14)
         assert "auto_solved" in kinds(s)
+
+
+def many_due(sessions: sessionmaker[Session], count: int) -> None:
+    """`count` more unanswered tickets like ticket 1, due one minute apart (some with
+    microseconds, which the breach event's detail must keep)."""
+    with sessions.begin() as s:
+        first = s.get_one(Ticket, 1)
+        for i in range(count):
+            due = utc(2026, 11, 9, 7) + timedelta(minutes=i, microseconds=i * 1001 % 7)
+            s.add(Ticket(mailbox_id=first.mailbox_id, customer_id=first.customer_id,
+                         subject=f"Help {i}", normalized_subject=f"help {i}", status="new",
+                         priority="normal", tags=[], sla_due_at=due, sla_warn_at=due,
+                         created_at=first.created_at, updated_at=first.created_at,
+                         agent_replies=0, sla_breached=False, suggestions=[]))
+
+
+def test_many_breaches_at_once_one_summary_line(db_url: str,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    sessions, _ = world(db_url)
+    many_due(sessions, 24)
+    caplog.set_level(logging.INFO, logger="maild.sla")
+    with sessions.begin() as s:
+        report = check_sla(s, utc(2026, 11, 10))
+        assert report.breached == list(range(1, 26)) and report.warned == []
+        events = s.query(Event).filter(Event.kind == "sla_breach").order_by(Event.ticket_id)
+        assert [(e.ticket_id, e.at, e.actor) for e in events] == [
+            (tid, utc(2026, 11, 10), "maild") for tid in range(1, 26)]
+        dues = {t.id: t.sla_due_at for t in s.query(Ticket)}
+        assert all(dues[e.ticket_id] is not None and e.detail == {
+            "due_at": dues[e.ticket_id].isoformat()} for e in events)  # type: ignore[union-attr]
+        assert all(t.sla_breached for t in s.query(Ticket))
+    assert [r.getMessage() for r in caplog.records if r.name == "maild.sla"] == [
+        "25 tickets breached their SLA (ids " + ", ".join(map(str, range(1, 21))) + ", ...)"]
+
+
+def test_few_breaches_one_line_each(db_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    sessions, _ = world(db_url)
+    many_due(sessions, 1)
+    caplog.set_level(logging.WARNING, logger="maild.sla")
+    with sessions.begin() as s:
+        assert check_sla(s, utc(2026, 11, 10)).breached == [1, 2]
+    assert [r.getMessage() for r in caplog.records if r.name == "maild.sla"] == [
+        "ticket #1: SLA breached (due 2026-11-09T07:00:00+00:00, no agent reply)",
+        "ticket #2: SLA breached (due 2026-11-09T07:00:00+00:00, no agent reply)"]
+
+
+def test_two_instances_never_record_an_event_twice(db_url: str) -> None:
+    if not db_url.startswith("postgresql"):
+        pytest.skip("several instances need PostgreSQL (SQLite runs one)")
+    sessions, _ = world(db_url)
+    many_due(sessions, 30)
+    now = utc(2026, 11, 10)
+    with sessions.begin() as first, sessions.begin() as second:
+        assert len(check_sla(first, now).breached) == 31  # holds the rows' locks
+        assert check_sla(second, now).breached == []  # skips them, does not wait
+    with sessions.begin() as third:  # both committed: nothing left to record
+        assert check_sla(third, now).breached == []
+        assert kinds(third).count("sla_breach") == 31
