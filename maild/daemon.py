@@ -15,9 +15,12 @@ import time
 from collections.abc import Callable
 from types import FrameType
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from maild.app import App
 from maild.outbox import DeliveryReport
 from maild.poller import CycleReport
+from maild.store.db import DatabaseError, describe_error
 
 log = logging.getLogger("maild.daemon")
 OUTBOX_INTERVAL = 15.0
@@ -45,7 +48,20 @@ def deliver_outbox(app: App) -> DeliveryReport | None:
 
 def run_once(app: App, progress: Callable[[str], None] | None = None
              ) -> tuple[list[CycleReport], DeliveryReport | None]:
-    """Fetch all new mail in all mailboxes, run the rules, send the outbox."""
+    """Fetch all new mail in all mailboxes, run the rules, send the outbox.
+
+    A database error (down, locked past its timeout) becomes one DatabaseError
+    line for the CLI: the failed batch was rolled back, the next run redoes it.
+    """
+    try:
+        return _run_once(app, progress)
+    except SQLAlchemyError as exc:
+        raise DatabaseError(f"{describe_error(app.engine, exc)}; the transaction in progress was "
+                            "rolled back (nothing lost), run again") from None
+
+
+def _run_once(app: App, progress: Callable[[str], None] | None
+              ) -> tuple[list[CycleReport], DeliveryReport | None]:
     reports = []
     for i, mb in enumerate(app.config.mailboxes):
         rep = app.poller(i).run_once(progress)

@@ -1,12 +1,26 @@
 """Database plumbing: engines, sessions and Alembic upgrades.
 
-SQLite (the embedded default) gets WAL, a busy timeout and foreign keys;
-PostgreSQL needs nothing special. This module opens connections and runs
+SQLite (the embedded default) gets WAL, a busy timeout, foreign keys and a
+real outer transaction around SAVEPOINTs (so a batch commits as one unit);
+PostgreSQL gets a connect timeout. Timeouts make a database held by someone
+else a clear, retried error instead of a silent hang:
+
+- SQLite: `PRAGMA busy_timeout` = 30 s (a write waits that long for another
+  connection's write lock); `sqlite:///maild.db?timeout=5` sets it instead.
+- PostgreSQL: `connect_timeout` = 10 s unless the URL sets it. A `lock_timeout`
+  from the URL (`?options=-c lock_timeout=30s`), the role or the database is
+  respected; maild sets none of its own yet (LOCK_TIMEOUT) because the
+  Ingestor still quarantines a message whose statement hit the timeout instead
+  of rolling the batch back. No `statement_timeout`: long reports stay possible.
+
+A batch that hits a timeout is rolled back whole (its checkpoint too) and
+fetched again by the next cycle. This module opens connections and runs
 migrations; it holds no queries about tickets (see `maild.store.repo`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +28,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -34,25 +48,83 @@ def resolve_url(url: str, base_dir: Path) -> str:
     return url
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+BUSY_TIMEOUT_MS = 30_000  # SQLite: wait this long for another writer
+# PostgreSQL: wait this long for a row or table lock when nothing else sets a
+# lock_timeout. None until Ingestor._one re-raises OperationalError (then "30s").
+LOCK_TIMEOUT: str | None = None
+CONNECT_TIMEOUT = 10  # PostgreSQL: seconds to establish a connection
+
+
+class DatabaseError(MaildError):
+    """The database failed (down, locked, busy); the transaction was rolled back."""
+
+
+def _sqlite_pragmas(busy_ms: int | None) -> Callable[[Any, Any], None]:
+    def on_connect(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        if busy_ms is not None:  # else the URL's ?timeout= set it already
+            cur.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
+        cur.close()
+    return on_connect
+
+
+def _sqlite_savepoint(conn: Connection, _name: str | None) -> None:
+    """Open the real transaction before a SAVEPOINT that would otherwise open it.
+
+    pysqlite emits BEGIN only before the first INSERT/UPDATE/DELETE. A batch
+    whose first write sits inside a SAVEPOINT (one per message) therefore had no
+    outer transaction: the SAVEPOINT opened one and its RELEASE committed it, so
+    each message committed on its own, ahead of the batch's checkpoint and
+    beyond the batch's rollback. BEGIN IMMEDIATE takes the write lock at once,
+    waiting up to the busy timeout (a deferred BEGIN that reads first could not
+    wait: SQLite answers "database is locked" at once to a read-to-write upgrade).
+    """
+    dbapi_conn = conn.connection.dbapi_connection
+    if dbapi_conn is not None and not dbapi_conn.in_transaction:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")  # errors arrive as SQLAlchemy's, named
+
+
+def _pg_lock_timeout(dbapi_conn: Any, _record: Any) -> None:
+    """lock_timeout for maild's sessions, unless the URL, role or database set one."""
+    if LOCK_TIMEOUT is None:
+        return
     cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("SHOW lock_timeout")
+    row = cur.fetchone()
+    if row is None or str(row[0]) in ("0", "0ms"):
+        cur.execute(f"SET lock_timeout = '{LOCK_TIMEOUT}'")
     cur.close()
+    dbapi_conn.commit()  # SET is transactional: keep it past the pool's reset
 
 
 def make_engine(url: str, base_dir: Path | None = None) -> Engine:
     """An engine for `url`; errors name the database.url key."""
     try:
-        full = resolve_url(url, base_dir or Path.cwd())
-        engine = create_engine(full, pool_pre_ping=True)
+        full = make_url(resolve_url(url, base_dir or Path.cwd()))
+        connect_args: dict[str, Any] = {}
+        if full.get_backend_name() == "postgresql" and "connect_timeout" not in full.query:
+            connect_args["connect_timeout"] = CONNECT_TIMEOUT
+        engine = create_engine(full, pool_pre_ping=True, connect_args=connect_args)
     except (SQLAlchemyError, ValueError, ImportError) as exc:
         raise ConfigError(f"database.url: {exc}") from None
     if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", _sqlite_pragmas)
+        busy = None if "timeout" in full.query else BUSY_TIMEOUT_MS
+        event.listen(engine, "connect", _sqlite_pragmas(busy))
+        event.listen(engine, "savepoint", _sqlite_savepoint)
+    elif engine.dialect.name == "postgresql":
+        event.listen(engine, "connect", _pg_lock_timeout)
     return engine
+
+
+def describe_error(engine: Engine, exc: SQLAlchemyError) -> str:
+    """One line for a person: which database, and the driver's message without SQL."""
+    orig = getattr(exc, "orig", None)
+    text = str(orig if orig is not None else exc).strip()
+    line = text.splitlines()[0] if text else type(exc).__name__
+    return f"database {engine.url.render_as_string(hide_password=True)}: {line}"
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

@@ -1,0 +1,184 @@
+"""Issue 6 fault tests: the database held by someone else while maild ingests.
+
+SQLite: another connection holds the write lock (BEGIN EXCLUSIVE).
+PostgreSQL: another connection holds LOCK TABLE tickets IN ACCESS EXCLUSIVE MODE.
+A short hold is waited out (busy_timeout / lock_timeout); a hold longer than
+the timeout fails the run with one clear error line and a rolled-back batch,
+and the next run stores the rest. Nothing lost, nothing twice, no quarantine.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from devstack.dovecot import ImapAccount
+from tests.integration.stack import env_for, imap, maild_cmd, run_maild, write_config
+
+pytestmark = pytest.mark.integration
+
+
+class DbLock:
+    """Hold the database the way a competing writer or an admin would."""
+
+    def __init__(self, db_url: str) -> None:
+        self.db_url = db_url
+        self._release: Callable[[], None] | None = None
+
+    def acquire(self) -> None:
+        if self.db_url.startswith("sqlite"):
+            path = sa.engine.make_url(self.db_url).database or ""
+            conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+            conn.execute("BEGIN EXCLUSIVE")
+
+            def release_sqlite() -> None:
+                conn.execute("ROLLBACK")
+                conn.close()
+            self._release = release_sqlite
+        else:
+            engine = sa.create_engine(self.db_url)
+            pg = engine.connect()
+            pg.exec_driver_sql("SET lock_timeout = '30s'")
+            pg.exec_driver_sql("LOCK TABLE tickets IN ACCESS EXCLUSIVE MODE")
+
+            def release_pg() -> None:
+                pg.rollback()
+                pg.close()
+                engine.dispose()
+            self._release = release_pg
+
+    def release(self) -> None:
+        release, self._release = self._release, None
+        if release is not None:
+            release()
+
+
+def short_timeout(db_url: str) -> str:
+    """The same database with a 1 s busy/lock timeout instead of maild's 30 s."""
+    if db_url.startswith("sqlite"):
+        return f"{db_url}?timeout=1"
+    return f"{db_url}%20-clock_timeout%3D1s"  # appended to the fixture's ?options=
+
+
+def seed(account: ImapAccount, total: int) -> None:
+    raws = [(f"From: Customer {i} <c{i}@example.org>\r\nTo: {account.address}\r\n"
+             f"Subject: Question number {i}\r\nMessage-ID: <lock-{i}@example.org>\r\n"
+             "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+             f"Hello, my order #{1000 + i} has not arrived yet.\r\n").encode()
+            for i in range(total)]
+    client = imap(account)
+    try:
+        client.multiappend("INBOX", raws)
+    finally:
+        client.logout()
+
+
+def scalar(db_url: str, sql: str) -> Any:
+    engine = sa.create_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            return conn.exec_driver_sql(sql).scalar()
+    finally:
+        engine.dispose()
+
+
+def assert_each_once(db_url: str, total: int) -> None:
+    engine = sa.create_engine(db_url)
+    with engine.connect() as conn:
+        rows = conn.exec_driver_sql("SELECT count(*), count(DISTINCT message_id) FROM messages "
+                                    "WHERE direction = 'in'").one()
+        tickets = conn.exec_driver_sql("SELECT count(*) FROM tickets").scalar()
+        quarantined = conn.exec_driver_sql("SELECT count(*) FROM quarantine").scalar()
+        outbox = conn.exec_driver_sql("SELECT count(*), count(DISTINCT ticket_id) FROM outbox"
+                                      ).one()
+    engine.dispose()
+    assert tuple(rows) == (total, total), "a message is missing or stored twice"
+    assert (tickets, quarantined) == (total, 0)
+    assert outbox[0] == outbox[1] > 0  # no ticket got its ETA reply queued twice
+
+
+def wait_until(cond: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.02)
+
+
+def test_short_lock_is_waited_out(imap_account: ImapAccount, db_url: str,
+                                  tmp_path: Path) -> None:
+    """The database is held for 3 s from before maild starts: maild waits (default
+    30 s timeout) and then ingests everything."""
+    total = 20
+    seed(imap_account, total)
+    config = write_config(tmp_path, imap_account, db_url, batch_size=5)
+    run_maild(config, imap_account, "db", "upgrade")
+    lock = DbLock(db_url)
+    lock.acquire()
+    try:
+        proc = subprocess.Popen(maild_cmd(config, "run", "--once", "--json"),
+                                env=env_for(imap_account), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        time.sleep(3)  # the hold itself: maild is blocked somewhere in here
+        assert proc.poll() is None, proc.communicate()
+    finally:
+        lock.release()
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out + err
+    assert f'"stored": {total}' in out, out + err
+    assert_each_once(db_url, total)
+
+
+NEEDS_INGEST_FIX = pytest.mark.xfail(
+    strict=True,
+    reason="Ingestor._one (and _prepare) catch every Exception, so a statement that hits "
+    "the busy/lock timeout quarantines a good message (PostgreSQL: quarantined for good, "
+    "checkpoint advanced) instead of rolling the batch back; they must re-raise "
+    "sqlalchemy.exc.OperationalError. Remove this mark with that fix.")
+
+
+@NEEDS_INGEST_FIX
+def test_lock_past_the_timeout_fails_the_batch_cleanly(imap_account: ImapAccount, db_url: str,
+                                                       tmp_path: Path) -> None:
+    """The database is taken mid-run and held past maild's (1 s) timeout: the run
+    fails with one clear line, committed batches stay, the held batch is rolled
+    back; the next run stores exactly the rest."""
+    total, batch = 200, 10
+    seed(imap_account, total)
+    config = write_config(tmp_path, imap_account, short_timeout(db_url), batch_size=batch)
+    run_maild(config, imap_account, "db", "upgrade")
+    lock = DbLock(db_url)
+    log = tmp_path / "once.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(maild_cmd(config, "run", "--once"), env=env_for(imap_account),
+                                stdout=out, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_until(lambda: (scalar(db_url, "SELECT count(*) FROM messages") or 0) >= 2 * batch,
+                   40, "the first batches")
+        lock.acquire()
+        code = proc.wait(timeout=30)
+        partial = scalar(db_url, "SELECT count(*) FROM messages")  # readers are not blocked
+    finally:
+        lock.release()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = log.read_text()
+    assert code == 1 and 0 < partial < total, text
+    error = [line for line in text.splitlines() if line.startswith("maild: error:")]
+    assert len(error) == 1, text
+    assert "lock" in error[0] and "rolled back (nothing lost), run again" in error[0], text
+    assert "Traceback" not in text and "quarantined" not in text, text
+    assert partial % batch == 0
+    assert scalar(db_url, "SELECT last_uid FROM folder_states WHERE role = 'inbox'") == partial
+
+    again = run_maild(config, imap_account, "run", "--once", "--json")
+    assert f'"stored": {total - partial}' in again.stdout, again.stdout + again.stderr
+    assert_each_once(db_url, total)
