@@ -87,11 +87,12 @@ class AutomationHandler:
             return
         ticket = stored.ticket
         mailbox = session.get_one(Mailbox, ticket.mailbox_id)
+        previous = stored.previous_tickets
+        if previous is None:
+            previous = repo.previous_ticket_count(session, ticket.customer_id, ticket.id)
         plan = plan_message(self.auto, parsed, mailbox=mailbox.address,
                             is_new=stored.new_ticket, arrived_at=stored.row.arrived_at,
-                            previous_tickets=repo.previous_ticket_count(
-                                session, ticket.customer_id, ticket.id),
-                            now=self.clock.now())
+                            previous_tickets=previous, now=self.clock.now())
         now = self.clock.now()
         apply_plan(session, self.auto, ticket, plan, stored.new_ticket, stored.row.arrived_at,
                    now)

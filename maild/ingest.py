@@ -23,7 +23,7 @@ from maild.clock import Clock
 from maild.parse import DEFAULT_LIMITS, ParsedMessage, ParseLimits, parse_message
 from maild.store import repo
 from maild.store.models import FolderState, Quarantine
-from maild.tickets import StoredMessage, TicketWriter
+from maild.tickets import Incoming, StoredMessage, TicketWriter
 
 log = logging.getLogger("maild.ingest")
 
@@ -84,23 +84,47 @@ class Ingestor:
                      items: Sequence[IngestItem], highest_modseq: int | None = None) -> BatchResult:
         """Store `items` from `folder` (role inbox|sent) and advance its checkpoint."""
         result = BatchResult()
+        parsed = [self._parse(item) for item in items]
         with self.sessions.begin() as session:
             mailbox = repo.get_or_create_mailbox(session, self.address, self.clock.now())
             writer = TicketWriter(session, mailbox.id, self.own, self.window, self.calendar,
                                   self.reopen_window)
-            for item in items:
-                self._one(session, writer, role, folder, uidvalidity, item, result)
+            self._prepare(session, writer, role, items, parsed)
+            for item, msg in zip(items, parsed, strict=True):
+                self._one(session, writer, role, folder, uidvalidity, item, msg, result)
                 result.last_uid = max(result.last_uid, item.uid or 0)
             if uidvalidity is not None:
                 self._advance(session, mailbox.id, role, folder, uidvalidity,
                               result.last_uid, highest_modseq)
         return result
 
-    def _one(self, session: Session, writer: TicketWriter, role: str, folder: str,
-             uidvalidity: int | None, item: IngestItem, result: BatchResult) -> None:
+    def _parse(self, item: IngestItem) -> ParsedMessage | Exception:
+        try:
+            return parse_message(item.raw, self.limits)
+        except Exception as exc:  # parse_message never raises; if it did: quarantine
+            return exc
+
+    def _prepare(self, session: Session, writer: TicketWriter, role: str,
+                 items: Sequence[IngestItem], parsed: Sequence[ParsedMessage | Exception]
+                 ) -> None:
+        """Batch the writer's lookups; if that fails, it asks per message instead."""
+        batch = [Incoming(msg, role, item.internaldate) for item, msg in zip(items, parsed,
+                                                                               strict=True)
+                 if not isinstance(msg, Exception)]
         try:
             with session.begin_nested():
-                parsed = parse_message(item.raw, self.limits)
+                writer.prepare(batch, self.clock.now())
+        except Exception:  # e.g. a key the database refuses: per message, it quarantines one
+            log.exception("batch lookups failed; looking up message by message")
+            writer.batch, writer.lookup = None, repo.SqlThreadLookup(session, writer.mailbox_id)
+
+    def _one(self, session: Session, writer: TicketWriter, role: str, folder: str,
+             uidvalidity: int | None, item: IngestItem, parsed: ParsedMessage | Exception,
+             result: BatchResult) -> None:
+        try:
+            with session.begin_nested():
+                if isinstance(parsed, Exception):
+                    raise parsed
                 if parsed.parse_error:
                     log.warning("uid=%s folder=%s %s: %s", item.uid, folder, parsed.message_id,
                                 parsed.parse_error)

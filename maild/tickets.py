@@ -4,12 +4,15 @@ Direction: mail in the Sent folder (or from one of our own addresses) is
 outbound; an outbound message that is not automatic is an agent reply, which
 counts for first_response_at and agent_replies. Inbound mail on a solved or
 pending ticket reopens it. Arrival time follows DESIGN.md "Metric
-definitions". Works inside the caller's transaction; never commits.
+definitions". Works inside the caller's transaction; never commits. Ingest
+announces each batch (`prepare`), so the lookups take one query per kind for
+the whole batch (`maild.store.batch`); without that, each message asks SQL.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
@@ -19,6 +22,7 @@ from maild.calendar import BusinessCalendar
 from maild.parse import ParsedMessage
 from maild.sla import answered, set_status
 from maild.store import repo
+from maild.store.batch import BatchLookup
 from maild.store.models import MessageRow, MessageSource, Ticket
 from maild.threads import ThreadDecision, decide_thread, normalize_subject
 
@@ -35,6 +39,16 @@ class StoredMessage:
     outbound: bool
     agent_reply: bool
     role: str = "inbox"
+    previous_tickets: int | None = None  # the customer's older tickets; None: not counted
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """One message of a batch as `TicketWriter.prepare` needs it."""
+
+    parsed: ParsedMessage
+    role: str
+    internaldate: datetime | None
 
 
 def is_automatic(parsed: ParsedMessage) -> bool:
@@ -71,15 +85,36 @@ class TicketWriter:
         self.mailbox_id = mailbox_id
         self.own = own
         self.window = window
-        self.lookup = repo.SqlThreadLookup(session, mailbox_id)
+        self.lookup: repo.SqlThreadLookup | BatchLookup = repo.SqlThreadLookup(session,
+                                                                                mailbox_id)
+        self.batch: BatchLookup | None = None
+
+    def prepare(self, batch: Sequence[Incoming], now: datetime) -> None:
+        """Look up everything `batch` will ask about, one query per kind."""
+        ids: set[str] = set()
+        addresses: set[str] = set()
+        subjects: set[str] = set()
+        since = now - self.window
+        for item in batch:
+            outbound = self._outbound(item.parsed, item.role)
+            ids.update((item.parsed.message_id, *item.parsed.thread_ids))
+            addresses.add(counterpart_of(item.parsed, outbound, self.own))
+            subjects.add(normalize_subject(item.parsed.subject))
+            arrived = arrival_time(item.parsed, item.internaldate, outbound, now)
+            since = min(since, arrived - self.window)
+        self.batch = self.lookup = BatchLookup.load(self.session, self.mailbox_id, ids,
+                                                    addresses, subjects, since)
+
+    def _outbound(self, parsed: ParsedMessage, role: str) -> bool:
+        return role == "sent" or parsed.from_addr in self.own
 
     def add(self, parsed: ParsedMessage, raw: bytes, *, role: str, folder: str | None,
             uidvalidity: int | None, uid: int | None, internaldate: datetime | None,
             now: datetime, auto: bool | None = None) -> StoredMessage | None:
         """Store the message; None if this mailbox already has its Message-ID."""
-        if repo.message_exists(self.session, self.mailbox_id, parsed.message_id):
+        if self._exists(parsed.message_id):
             return None
-        outbound = role == "sent" or parsed.from_addr in self.own
+        outbound = self._outbound(parsed, role)
         if outbound and auto is None and repo.outbox_has(self.session, parsed.message_id):
             return None  # maild's own mail that belongs to no ticket (the digest) in Sent
         automatic = is_automatic(parsed) if auto is None else auto
@@ -89,14 +124,17 @@ class TicketWriter:
                                  lookup=self.lookup, arrived_at=arrived, window=self.window)
         if decision.ticket_id is not None and not outbound:
             decision = self._past_reopen_window(decision, arrived)
+        new = decision.ticket_id is None
+        new_customer = False
         if decision.ticket_id is None:
-            ticket = self._open(parsed, counterpart, arrived, now, outbound)
+            ticket, new_customer = self._open(parsed, counterpart, arrived, now, outbound)
         else:
             ticket = self.session.get_one(Ticket, decision.ticket_id)
         row = self._row(parsed, ticket, outbound, automatic, arrived, now,
                         folder, uidvalidity, uid, internaldate)
         self.session.add(MessageSource(message_pk=row.id, raw=raw))
-        new = decision.ticket_id is None
+        if self.batch is not None:
+            self.batch.stored(row, ticket, opened=new, new_customer=new_customer)
         repo.add_event(self.session, ticket.id, arrived, "opened" if new else "joined",
                        message_id=parsed.message_id, reason=decision.reason,
                        direction="out" if outbound else "in")
@@ -111,7 +149,18 @@ class TicketWriter:
         elif not outbound and not new:
             self._customer_wrote(ticket, arrived)
         ticket.updated_at = max(ticket.updated_at, now)
-        return StoredMessage(ticket, row, new, decision.reason, outbound, agent, role)
+        return StoredMessage(ticket, row, new, decision.reason, outbound, agent, role,
+                             self._previous_tickets(ticket))
+
+    def _exists(self, message_id: str) -> bool:
+        if self.batch is not None:
+            return self.batch.message_exists(message_id)
+        return repo.message_exists(self.session, self.mailbox_id, message_id)
+
+    def _previous_tickets(self, ticket: Ticket) -> int | None:
+        if self.batch is None:
+            return None
+        return self.batch.previous_ticket_count(ticket.customer_id, ticket.id)
 
     def _past_reopen_window(self, decision: ThreadDecision, arrived: datetime
                             ) -> ThreadDecision:
@@ -125,25 +174,33 @@ class TicketWriter:
         return ThreadDecision(None, f"new: #{ticket.id} was solved more than {days} days ago")
 
     def _open(self, parsed: ParsedMessage, counterpart: str, arrived: datetime,
-              now: datetime, outbound: bool) -> Ticket:
+              now: datetime, outbound: bool) -> tuple[Ticket, bool]:
+        """A new ticket (and whether its customer is new too), added to the session:
+        `_row` flushes them with the first message."""
         name = "" if outbound else parsed.from_name
-        customer = repo.get_or_create_customer(self.session, counterpart or "unknown@invalid",
-                                               name, now)
-        ticket = Ticket(mailbox_id=self.mailbox_id, customer_id=customer.id,
+        address = counterpart or "unknown@invalid"
+        customer = self.batch.customer(address) if self.batch is not None else None
+        new_customer = False
+        if customer is None:
+            customer = repo.get_or_create_customer(self.session, address, name, now,
+                                                   flush=False)
+            new_customer = customer.id is None
+        elif name and not customer.name:
+            customer.name = name
+        ticket = Ticket(mailbox_id=self.mailbox_id, customer=customer,
                         subject=parsed.subject, normalized_subject=normalize_subject(
                             parsed.subject), status="open" if outbound else "new",
                         priority="normal", tags=[], created_at=arrived, updated_at=now,
                         last_customer_at=None if outbound else arrived, agent_replies=0,
                         sla_breached=False)
         self.session.add(ticket)
-        self.session.flush()
-        return ticket
+        return ticket, new_customer
 
     def _row(self, parsed: ParsedMessage, ticket: Ticket, outbound: bool, automatic: bool,
              arrived: datetime, now: datetime, folder: str | None, uidvalidity: int | None,
              uid: int | None, internaldate: datetime | None) -> MessageRow:
         row = MessageRow(
-            ticket_id=ticket.id, mailbox_id=self.mailbox_id, message_id=parsed.message_id,
+            ticket=ticket, mailbox_id=self.mailbox_id, message_id=parsed.message_id,
             in_reply_to=" ".join(parsed.in_reply_to) or None,
             references=" ".join(parsed.references) or None,
             direction="out" if outbound else "in", auto=automatic,
@@ -155,7 +212,7 @@ class TicketWriter:
             parse_error=parsed.parse_error, folder=folder, uidvalidity=uidvalidity, uid=uid,
             created_at=now)
         self.session.add(row)
-        self.session.flush()
+        self.session.flush()  # one flush: the new ticket and customer, if any, and the row
         return row
 
     def _agent_reply(self, ticket: Ticket, row: MessageRow, arrived: datetime) -> None:
