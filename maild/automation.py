@@ -21,7 +21,6 @@ from maild.language import detect_language, own_words
 from maild.loopguard import GuardContext, Verdict, check_message
 from maild.macros import MacroLibrary, load_macros
 from maild.macros.suggest import suggest_macros
-from maild.macros.text import strip_reply
 from maild.parse import ParsedMessage
 from maild.rules import Decision, MessageFacts, RuleSet, load_rules
 
@@ -102,7 +101,7 @@ def _suggestions(auto: Automation, text: str, language: str,
     out: list[dict[str, Any]] = [
         {"name": name, "score": None, "source": f"rule:{decision.source_of('suggest')}",
          "matched_terms": []} for name in decision.suggest]
-    for s in suggest_macros(strip_reply(text, language), language, auto.macros, limit=3):
+    for s in suggest_macros(text, language, auto.macros, limit=3):  # it strips the quotes
         if s.name not in {o["name"] for o in out}:
             out.append({"name": s.name, "score": s.score, "source": "bm25",
                         "matched_terms": list(s.matched_terms)})

@@ -81,6 +81,7 @@ def _matched_terms(bm25: BM25Okapi, query: list[str], index: int) -> tuple[str, 
     contributions: dict[str, float] = {}
     for term in set(query):
         if bm25.doc_freqs[index].get(term):
-            contributions[term] = float(bm25.get_scores([term])[index]) * query.count(term)
+            score = bm25.get_batch_scores([term], [index])[0]  # this document only
+            contributions[term] = float(score) * query.count(term)
     ordered = sorted(contributions.items(), key=lambda item: (-item[1], item[0]))
     return tuple(term for term, share in ordered if share > 0)
