@@ -102,15 +102,27 @@ class OutboxSender:
             return int(getattr(res, "rowcount", 0) or 0)
 
     def _claim(self) -> tuple[int, bytes, str, list[str], str] | None:
+        """Claim the oldest due row: a conditional UPDATE, so exactly one caller wins it.
+
+        SKIP LOCKED keeps PostgreSQL claimers apart; SQLite ignores FOR UPDATE, so two
+        senders there (the daemon's scheduler job and its main loop, or a second
+        process) could both read the same queued row. Only the one whose UPDATE
+        still finds it queued sends it; the other goes on to the next row.
+        """
         now = self.clock.now()
-        with self.sessions.begin() as s:
-            row = s.scalars(select(OutboxRow).where(
-                OutboxRow.status == "queued", OutboxRow.next_attempt_at <= now).order_by(
-                OutboxRow.id).limit(1).with_for_update(skip_locked=True)).first()
-            if row is None:
-                return None
-            row.status, row.claimed_at, row.attempts = "sending", now, row.attempts + 1
-            return row.id, row.raw, row.sender, list(row.recipients), row.message_id
+        while True:
+            with self.sessions.begin() as s:
+                row = s.scalars(select(OutboxRow).where(
+                    OutboxRow.status == "queued", OutboxRow.next_attempt_at <= now).order_by(
+                    OutboxRow.id).limit(1).with_for_update(skip_locked=True)).first()
+                if row is None:
+                    return None
+                claimed = s.execute(update(OutboxRow).where(
+                    OutboxRow.id == row.id, OutboxRow.status == "queued").values(
+                    status="sending", claimed_at=now, attempts=OutboxRow.attempts + 1
+                ).execution_options(synchronize_session=False))
+                if getattr(claimed, "rowcount", 0) == 1:
+                    return row.id, row.raw, row.sender, list(row.recipients), row.message_id
 
     def _deliver(self, claimed: tuple[int, bytes, str, list[str], str],
                  report: DeliveryReport) -> None:
