@@ -106,9 +106,9 @@ class Poller:
                 if progress and len(uids) > self.batch_size:
                     progress(f"{plan.name}: {done}/{len(uids)} messages")
         except (MailboxError, SQLAlchemyError) as exc:
-            log.error("%s: interrupted after %d of %d new message(s); committed up to UID %d, "
-                      "the next cycle resumes there: %s", plan.name, done, len(uids),
-                      max(total.last_uid, start), _first_line(exc))
+            log.error("%s: %s: interrupted after %d of %d new message(s); committed up to UID "
+                      "%d, the next cycle resumes there: %s", self.address, plan.name, done,
+                      len(uids), max(total.last_uid, start), _first_line(exc))
             raise
         if not uids and state is None:  # remember UIDVALIDITY of an empty folder
             self.ingestor.ingest_batch(plan.role, plan.name, status.uidvalidity, [],

@@ -180,3 +180,39 @@ def test_dovecot_gone_mid_fetch(own_dovecot: DovecotServer, db_url: str, tmp_pat
     again = run_maild(config, account, "run", "--once", "--json")
     assert f'"stored": {total - partial}' in again.stdout, again.stdout + again.stderr
     assert_each_once(db_url, total)
+
+
+def test_daemon_keeps_retrying_when_dovecot_dies_mid_fetch(own_dovecot: DovecotServer,
+                                                          db_url: str, tmp_path: Path) -> None:
+    """The daemon loses Dovecot in the middle of a backlog: it logs where it stopped,
+    keeps retrying while the server is down, and finishes the backlog once it is back."""
+    total, batch = 300, 30
+    account = own_dovecot.create_account()
+    multiappend(account, [customer_mail(account, i, "daemon") for i in range(total)])
+    config = write_config(tmp_path, account, db_url, batch_size=batch)
+    run_maild(config, account, "db", "upgrade")
+    log = tmp_path / "maild.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(maild_cmd(config, "run"), env=env_for(account),
+                                stdout=out, stderr=subprocess.STDOUT, text=True)
+    stored = "SELECT count(*) FROM messages"
+    try:
+        wait_until(lambda: count(db_url, stored) >= 2 * batch, 40, "the first batches", log)
+        own_dovecot.kill()
+        wait_until(lambda: "INBOX: interrupted after" in log.read_text(), 15,
+                   "the interrupted-fetch line", log)
+        wait_until(lambda: "cannot connect: Connection refused" in log.read_text(), 15,
+                   "a refused reconnect", log)
+        assert proc.poll() is None and count(db_url, stored) < total, log.read_text()
+        own_dovecot.start()
+        wait_until(lambda: count(db_url, stored) == total, 60, "the rest of the backlog", log)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = log.read_text()
+    assert proc.returncode == 0 and "Traceback" not in text, text
+    assert "IMAP connection restored" in text, text
+    assert_each_once(db_url, total)
