@@ -66,15 +66,17 @@ def build(stack: MailStack, db_url: str, smtp: bool = False) -> App:
     return app
 
 
-def maild_ingest(app: App, profile: bool) -> tuple[int, int, float]:
-    """`maild run --once` in-process; returns (stored, quarantined, seconds)."""
-    started = time.perf_counter()
+def maild_ingest(app: App, profile: bool) -> tuple[int, int, float, float]:
+    """`maild run --once` in-process; returns (stored, quarantined, seconds, CPU seconds).
+
+    CPU seconds (this process) say what the wall-clock rate cannot on a shared machine."""
+    started, cpu = time.perf_counter(), time.process_time()
     with profiled(profile, "maild run --once"):
         reports, _delivery = run_once(app)
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     stored = sum(r.stored for r in reports)
     quarantined = sum(f.quarantined for r in reports for f in r.folders.values())
-    return stored, quarantined, elapsed
+    return stored, quarantined, elapsed, cpu
 
 
 def one_backend(stack: MailStack, kind: str, count: int, profile: bool) -> bool:
@@ -82,7 +84,7 @@ def one_backend(stack: MailStack, kind: str, count: int, profile: bool) -> bool:
     with database(kind, stack.workdir) as url:
         app = build(stack, url)
         try:
-            stored, quarantined, maild_s = maild_ingest(app, profile)
+            stored, quarantined, maild_s, cpu_s = maild_ingest(app, profile)
         finally:
             app.engine.dispose()
     if raw_n != count or stored + quarantined != count:
@@ -93,7 +95,7 @@ def one_backend(stack: MailStack, kind: str, count: int, profile: bool) -> bool:
     target = f"target >= {TARGET:.0%}" if kind == "sqlite" else "target applies to sqlite"
     print(f"ingest {kind}: raw FETCH {raw_rate:,.0f} msg/s, maild {maild_rate:,.0f} msg/s, "
           f"ratio {ratio:.0%} ({target}; {count} msgs, {maild_s:.1f} s, "
-          f"{quarantined} quarantined)"
+          f"CPU {cpu_s / max(stored, 1) * 1000:.2f} ms/msg, {quarantined} quarantined)"
           + (f" {verdict(ratio >= TARGET)}" if kind == "sqlite" else ""), flush=True)
     return ratio >= TARGET or kind != "sqlite"
 

@@ -58,16 +58,17 @@ def suggest_macros(
     if not query or not candidates or limit <= 0:
         return []
     bm25 = _index(tuple(candidates))
-    scores = bm25.get_scores(query)
-    suggestions = [
-        Suggestion(m.name, m.language, round(float(score), 3), _matched_terms(bm25, query, i))
-        for i, (m, score) in enumerate(zip(candidates, scores, strict=True))
-    ]
-    ranked = sorted(
-        (s for s in suggestions if s.score > 0 and s.matched_terms),
-        key=lambda s: (-s.score, s.name, s.language),
-    )
-    return ranked[:limit]
+    scores = [round(float(score), 3) for score in bm25.get_scores(query)]
+    ranked = sorted((i for i, score in enumerate(scores) if score > 0), key=lambda i: (
+        -scores[i], candidates[i].name, candidates[i].language))
+    out: list[Suggestion] = []
+    for i in ranked:  # matched terms only for the macros shown: they cost a scoring each
+        terms = _matched_terms(bm25, query, i)
+        if terms:
+            out.append(Suggestion(candidates[i].name, candidates[i].language, scores[i], terms))
+        if len(out) == limit:
+            break
+    return out
 
 
 @lru_cache(maxsize=32)
