@@ -15,6 +15,7 @@ import re
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from types import SimpleNamespace
 
 import jinja2
@@ -93,25 +94,35 @@ def template_variables(ctx: RenderContext) -> dict[str, SimpleNamespace]:
 
 def render_macro(macro: Macro, ctx: RenderContext) -> RenderedMacro:
     """Render `macro` for `ctx`; any failure raises TemplateError naming the macro."""
-    env = make_environment()
     variables = template_variables(ctx)
-    body = _render(env, macro, "body", macro.body_source, variables)
+    body = _render(macro, "body", macro.body_source, variables)
     if macro.subject is None:
         subject = f"Re: {_strip_reply_prefix(ctx.ticket_subject, ctx.ticket_id)}"
     else:
-        subject = _render(env, macro, "subject", macro.subject, variables)
+        subject = _render(macro, "subject", macro.subject, variables)
     return RenderedMacro(subject=_finish_subject(subject, ctx.ticket_id), body=_finish_body(body))
 
 
+@lru_cache(maxsize=1)
+def _environment() -> MacroEnvironment:
+    """One sandbox for all renders: it keeps no state between them."""
+    return make_environment()
+
+
+@lru_cache(maxsize=256)
+def _compiled(source: str) -> jinja2.Template:
+    """A template compiled once per source (an ETA reply is rendered per new ticket)."""
+    return _environment().from_string(source)
+
+
 def _render(
-    env: MacroEnvironment,
     macro: Macro,
     part: str,
     source: str,
     variables: dict[str, SimpleNamespace],
 ) -> str:
     try:
-        template = env.from_string(source)
+        template = _compiled(source)
         return _bounded_join(template.generate(variables), macro, part)
     except TemplateError:
         raise
