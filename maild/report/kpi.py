@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, case, func, or_, select, union_all
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from maild.calendar import BusinessCalendar
 from maild.store.models import Event, Mailbox, MessageRow, Ticket
@@ -120,17 +120,18 @@ def first_responses(session: Session, calendar: BusinessCalendar, since: datetim
                     end: datetime, mailbox_id: int | None = None) -> list[FirstResponse]:
     """Tickets whose first agent reply is in [since, end), timed from the first customer
     message (its creation when there is none) and attributed to the reply's author."""
-    first_in = select(func.min(MessageRow.arrived_at)).where(
-        MessageRow.ticket_id == Ticket.id, MessageRow.direction == "in",
-        MessageRow.auto.is_(False)).scalar_subquery()
-    author = select(func.min(MessageRow.from_name + _SEP + MessageRow.from_addr)).where(
-        MessageRow.ticket_id == Ticket.id, *_agent_message(),
-        MessageRow.arrived_at == Ticket.first_response_at).scalar_subquery()
+    m = MessageRow
+    first_in = func.min(case((and_(m.direction == "in", m.auto.is_(False)), m.arrived_at)))
+    author = func.min(case((and_(*_agent_message(), m.arrived_at == Ticket.first_response_at),
+                            m.from_name + _SEP + m.from_addr)))
+    ticket = (Ticket.id, Ticket.mailbox_id, Ticket.created_at, Ticket.first_response_at,
+              Ticket.sla_due_at)
     rows = session.execute(select(
         Ticket.id, Ticket.mailbox_id, func.coalesce(first_in, Ticket.created_at),
         Ticket.first_response_at, Ticket.sla_due_at, author,
-    ).where(Ticket.first_response_at >= since, Ticket.first_response_at < end,
-            *ticket_scope(mailbox_id)).order_by(Ticket.id)).all()
+    ).outerjoin(m, m.ticket_id == Ticket.id).where(
+        Ticket.first_response_at >= since, Ticket.first_response_at < end,
+        *ticket_scope(mailbox_id)).group_by(*ticket).order_by(Ticket.id)).all()
     out = []
     for tid, mailbox, start, answered, due, who in rows:
         start = _aware(start)
@@ -153,10 +154,6 @@ def _aware(value: datetime | str) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _count(session: Session, *where: ColumnElement[bool]) -> int:
-    return session.scalar(select(func.count(Ticket.id)).where(*where)) or 0
-
-
 def breached_in(since: datetime, end: datetime) -> list[ColumnElement[bool]]:
     """Tickets whose first-response SLA was due in [since, end) and not met: answered
     late, or unanswered while the clock ran (not waiting on the customer since before
@@ -168,11 +165,28 @@ def breached_in(since: datetime, end: datetime) -> list[ColumnElement[bool]]:
                      ~and_(Ticket.status == "solved", Ticket.solved_at <= Ticket.sla_due_at)))]
 
 
-def _sla(session: Session, frs: list[FirstResponse], since: datetime, end: datetime,
-         scope: list[ColumnElement[bool]]) -> dict[str, Any]:
-    due = [f.attained for f in frs if f.attained is not None]
-    breaches = _count(session, *breached_in(since, end), *scope)
-    return {"attained_pct": ratio(sum(due), len(due)), "breaches": breaches}
+def ticket_counts(session: Session, since: datetime, end: datetime,
+                  mailbox_id: int | None) -> dict[int, dict[str, int]]:
+    """Per mailbox id, the period's ticket counts in one scan of `tickets`: created,
+    resolved (created and solved at `end`), breaches, backlog and its age buckets."""
+    solved = solved_at(end).cte("solved")  # evaluated once, probed per ticket
+    is_solved = Ticket.id.in_(select(solved.c.tid))
+    created = and_(Ticket.created_at >= since, Ticket.created_at < end)
+    backlog = and_(Ticket.created_at < end, ~is_solved)
+    conds: dict[str, ColumnElement[bool]] = {
+        "created": created, "resolved": and_(created, is_solved),
+        "breaches": and_(*breached_in(since, end)), "backlog": backlog}
+    newer_than: datetime | None = None
+    for name, hours in AGE_BUCKETS:
+        limit = end - timedelta(hours=hours) if hours is not None else None
+        conds[name] = and_(backlog, *([Ticket.created_at <= newer_than] if newer_than else []),
+                           *([Ticket.created_at > limit] if limit else []))
+        newer_than = limit
+    rows = session.execute(select(Ticket.mailbox_id, *(
+        func.sum(case((cond, 1), else_=0)).label(key) for key, cond in conds.items()))
+        .where(*ticket_scope(mailbox_id)).group_by(Ticket.mailbox_id))
+    return {row.mailbox_id: {key: int(n or 0) for key, n in row._mapping.items()
+                             if key != "mailbox_id"} for row in rows}
 
 
 def _otr(session: Session, since: datetime, end: datetime,
@@ -186,37 +200,20 @@ def _otr(session: Session, since: datetime, end: datetime,
     return ratio(int(otr), int(solved))
 
 
-def backlog(session: Session, end: datetime,
-            scope: list[ColumnElement[bool]]) -> dict[str, Any]:
-    """Tickets created before `end` and not solved at `end`, bucketed by age at `end`."""
-    cols: list[ColumnElement[Any]] = [func.count(Ticket.id)]
-    newer_than: datetime | None = None
-    for _, hours in AGE_BUCKETS:
-        older = Ticket.created_at <= newer_than if newer_than else Ticket.id.is_not(None)
-        limit = end - timedelta(hours=hours) if hours is not None else None
-        cond = and_(older, Ticket.created_at > limit) if limit else older
-        cols.append(func.coalesce(func.sum(case((cond, 1), else_=0)), 0))
-        newer_than = limit
-    row = session.execute(select(*cols).where(
-        Ticket.created_at < end, Ticket.id.not_in(solved_at(end)), *scope)).one()
-    buckets = {name: int(n) for (name, _), n in zip(AGE_BUCKETS, row[1:], strict=True)}
-    return {"total": int(row[0]), "age_buckets": buckets}
-
-
 def waiting(session: Session, end: datetime, mailbox_id: int | None = None,
             limit: int | None = None) -> list[tuple[int, datetime]]:
     """(ticket id, waiting since) of backlog tickets with an unanswered customer message,
     oldest first: the earliest such message after the last agent reply before `end`."""
-    reply = aliased(MessageRow)
-    last_reply = select(func.max(reply.arrived_at)).where(
-        reply.ticket_id == MessageRow.ticket_id, reply.direction == "out",
-        reply.auto.is_(False), reply.arrived_at < end).scalar_subquery()
+    last_reply = (select(MessageRow.ticket_id.label("tid"), func.max(MessageRow.arrived_at)
+                         .label("at")).where(*_agent_message(), MessageRow.arrived_at < end)
+                  .group_by(MessageRow.ticket_id).subquery())
     oldest = func.min(MessageRow.arrived_at)
     query = (select(MessageRow.ticket_id, oldest).join(Ticket, Ticket.id == MessageRow.ticket_id)
+             .outerjoin(last_reply, last_reply.c.tid == MessageRow.ticket_id)
              .where(MessageRow.direction == "in", MessageRow.auto.is_(False),
                     MessageRow.arrived_at < end, Ticket.created_at < end,
                     Ticket.id.not_in(solved_at(end)), *ticket_scope(mailbox_id),
-                    or_(last_reply.is_(None), MessageRow.arrived_at > last_reply))
+                    or_(last_reply.c.at.is_(None), MessageRow.arrived_at > last_reply.c.at))
              .group_by(MessageRow.ticket_id).order_by(oldest, MessageRow.ticket_id).limit(limit))
     return [(tid, _aware(at)) for tid, at in session.execute(query).all()]
 
@@ -240,18 +237,18 @@ def _per_agent(session: Session, frs: list[FirstResponse], since: datetime, end:
             for agent in sorted(set(replies) | set(frt))]
 
 
-def _per_mailbox(session: Session, frs: list[FirstResponse], since: datetime, until: datetime,
+def _per_mailbox(session: Session, frs: list[FirstResponse],
+                 counts: dict[int, dict[str, int]],
                  mailbox_id: int | None) -> list[dict[str, Any]]:
     mb_filter = [] if mailbox_id is None else [Mailbox.id == mailbox_id]
-    created = (select(func.count(Ticket.id)).where(
-        Ticket.mailbox_id == Mailbox.id, Ticket.created_at >= since,
-        Ticket.created_at < until, Ticket.status != "spam").scalar_subquery())
     out = []
-    for mid, address, n in session.execute(
-            select(Mailbox.id, Mailbox.address, created).where(*mb_filter).order_by(Mailbox.id)):
+    for mid, address in session.execute(
+            select(Mailbox.id, Mailbox.address).where(*mb_filter).order_by(Mailbox.id)):
         mine = [f for f in frs if f.mailbox_id == mid]
         due = [f.attained for f in mine if f.attained is not None]
-        out.append({"mailbox": address, "tickets_created": n, "first_responses": len(mine),
+        out.append({"mailbox": address,
+                    "tickets_created": counts.get(mid, {}).get("created", 0),
+                    "first_responses": len(mine),
                     "frt_business_median": _round(percentile([f.business for f in mine], 0.5)),
                     "sla_attained_pct": ratio(sum(due), len(due))})
     return out
@@ -263,24 +260,28 @@ def compute_stats(session: Session, calendar: BusinessCalendar, since: datetime,
     end = min(until, now)
     scope = ticket_scope(mailbox_id)
     frs = first_responses(session, calendar, since, end, mailbox_id)
-    created = [Ticket.created_at >= since, Ticket.created_at < end, *scope]
-    n_created = _count(session, *created)
+    counts = ticket_counts(session, since, end, mailbox_id)
+    n: dict[str, int] = defaultdict(int)
+    for per_mailbox in counts.values():
+        for key, value in per_mailbox.items():
+            n[key] += value
     waits = waiting(session, end, mailbox_id, limit=1)
     reopened = session.scalar(select(func.count(Event.id)).join(
         Ticket, Ticket.id == Event.ticket_id).where(
         Event.kind == "reopened", Event.at >= since, Event.at < end, *scope)) or 0
+    due = [f.attained for f in frs if f.attained is not None]
     return {
         "since": iso(since), "until": iso(until),
-        "tickets_created": n_created, "first_responses": len(frs),
+        "tickets_created": n["created"], "first_responses": len(frs),
         "frt_business_seconds": summary([f.business for f in frs]),
         "frt_wall_seconds": summary([f.wall for f in frs]),
-        "sla": _sla(session, frs, since, end, scope),
+        "sla": {"attained_pct": ratio(sum(due), len(due)), "breaches": n["breaches"]},
         "otr_rate": _otr(session, since, end, scope),
-        "resolution_rate": ratio(_count(session, *created, Ticket.id.in_(solved_at(end))),
-                                 n_created),
+        "resolution_rate": ratio(n["resolved"], n["created"]),
         "reopened": reopened,
-        "backlog": backlog(session, end, scope),
+        "backlog": {"total": n["backlog"],
+                    "age_buckets": {name: n[name] for name, _ in AGE_BUCKETS}},
         "longest_wait_seconds": (end - waits[0][1]).total_seconds() if waits else None,
         "per_agent": _per_agent(session, frs, since, end, scope),
-        "per_mailbox": _per_mailbox(session, frs, since, end, mailbox_id),
+        "per_mailbox": _per_mailbox(session, frs, counts, mailbox_id),
     }
