@@ -9,6 +9,7 @@ and the next run stores the rest. Nothing lost, nothing twice, no quarantine.
 
 from __future__ import annotations
 
+import signal
 import sqlite3
 import subprocess
 import time
@@ -181,4 +182,45 @@ def test_lock_past_the_timeout_fails_the_batch_cleanly(imap_account: ImapAccount
 
     again = run_maild(config, imap_account, "run", "--once", "--json")
     assert f'"stored": {total - partial}' in again.stdout, again.stdout + again.stderr
+    assert_each_once(db_url, total)
+
+
+@NEEDS_INGEST_FIX
+def test_daemon_retries_a_locked_database(imap_account: ImapAccount, db_url: str,
+                                          tmp_path: Path) -> None:
+    """The daemon meets a database held past its (1 s) timeout: one clear line per
+    failed attempt, it keeps running, and ingests everything once the hold ends."""
+    total, batch = 100, 10
+    seed(imap_account, total)
+    config = write_config(tmp_path, imap_account, short_timeout(db_url), batch_size=batch)
+    config.write_text(config.read_text().replace(f"batch_size = {batch}",
+                                                 f"batch_size = {batch}\npoll_seconds = 1"))
+    run_maild(config, imap_account, "db", "upgrade")
+    lock = DbLock(db_url)
+    log = tmp_path / "maild.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(maild_cmd(config, "run"), env=env_for(imap_account),
+                                stdout=out, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_until(lambda: (scalar(db_url, "SELECT count(*) FROM messages") or 0) >= batch,
+                   40, "the first batch")
+        lock.acquire()
+        wait_until(lambda: "database error, the batch was rolled back" in log.read_text(), 20,
+                   "the database error line")
+        assert proc.poll() is None, log.read_text()
+        lock.release()
+        wait_until(lambda: scalar(db_url, "SELECT count(*) FROM messages") == total, 40,
+                   "the rest after the hold")
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=15)
+    finally:
+        lock.release()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = log.read_text()
+    assert proc.returncode == 0, text
+    assert "Traceback" not in text and "quarantined" not in text, text
+    line = next(ln for ln in text.splitlines() if "database error" in ln)
+    assert imap_account.address in line and "retrying in" in line, line
     assert_each_once(db_url, total)
