@@ -105,6 +105,8 @@ def decode_header_value(value: Any) -> str:
     if value is None:
         return ""
     raw = str(value)
+    if "=?" not in raw:  # no RFC 2047 encoded word: decoding would return it unchanged
+        return clean_header(raw)
     try:
         decoded = str(make_header(decode_header(raw)))
     except (ValueError, LookupError, UnicodeError):
