@@ -95,3 +95,41 @@ def test_lost_connection_is_logged_and_backoff_restarts(monkeypatch: pytest.Monk
     assert "cannot connect: Connection refused; reconnecting in 0 s (attempt 1)" in lines[0]
     assert "IMAP connection restored after 2 failed attempt(s)" in lines[2]
     assert "connection lost during idle_done" in lines[3]
+
+
+class ByeImap:
+    """An imapclient stand-in whose server shuts down during IDLE."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.done = 0
+
+    def login(self, *args: Any) -> None:
+        pass
+
+    def idle(self) -> None:
+        pass
+
+    def idle_check(self, timeout: float) -> list[Any]:
+        return [(b"BYE", b"Server shutting down.")]
+
+    def idle_done(self) -> None:
+        self.done += 1
+        raise OSError("socket closed")
+
+    def logout(self) -> None:
+        raise OSError("socket closed")
+
+    def shutdown(self) -> None:
+        pass
+
+
+def test_idle_bye_is_a_lost_connection_not_an_empty_wait() -> None:
+    from maild.mailbox import ImapSettings, MailboxClient
+
+    settings = ImapSettings("imap.example.com", 143, "none", "u", "p")
+    client = MailboxClient(settings, factory=ByeImap).connect()
+    with pytest.raises(MailboxError) as err:
+        client.idle_wait(5)
+    client.close()  # a dead connection closes quietly
+    assert str(err.value) == ("IMAP imap.example.com:143: connection lost during IDLE: "
+                              "the server said BYE Server shutting down.")

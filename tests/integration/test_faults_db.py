@@ -224,3 +224,59 @@ def test_daemon_retries_a_locked_database(imap_account: ImapAccount, db_url: str
     line = next(ln for ln in text.splitlines() if "database error" in ln)
     assert imap_account.address in line and "retrying in" in line, line
     assert_each_once(db_url, total)
+
+
+def test_sqlite_batch_is_one_transaction_and_waits_for_the_lock(tmp_path: Path) -> None:
+    """pysqlite let the first SAVEPOINT open the transaction and its RELEASE commit
+    it: a batch rolled back after one message kept that message. And the batch's
+    write lock is awaited (busy timeout), not refused at once."""
+    import threading
+
+    from sqlalchemy.orm import Session
+
+    from maild.store.db import make_engine
+
+    url = f"sqlite:///{tmp_path / 'tx.db'}"
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+    with pytest.raises(RuntimeError), Session(engine) as s, s.begin():
+        s.execute(sa.text("SELECT count(*) FROM t"))
+        with s.begin_nested():
+            s.execute(sa.text("INSERT INTO t VALUES (1)"))
+        raise RuntimeError("the batch fails after its first message")
+    assert scalar(url, "SELECT count(*) FROM t") == 0
+    holder = sqlite3.connect(tmp_path / "tx.db", isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN EXCLUSIVE")
+    timer = threading.Timer(1.0, lambda: holder.execute("ROLLBACK"))
+    timer.start()
+    started = time.monotonic()
+    with Session(engine) as s, s.begin():
+        s.execute(sa.text("SELECT count(*) FROM t"))  # a read first, then the write
+        with s.begin_nested():
+            s.execute(sa.text("INSERT INTO t VALUES (2)"))
+    timer.join()
+    holder.close()
+    assert time.monotonic() - started >= 0.9
+    assert scalar(url, "SELECT count(*) FROM t") == 1
+    engine.dispose()
+
+
+def test_postgresql_lock_timeout_is_set_unless_configured(db_url: str,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    if not db_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL's lock_timeout")
+    from maild.store import db
+
+    def show(url: str) -> str:
+        engine = db.make_engine(url)
+        with engine.connect() as conn:
+            value = str(conn.exec_driver_sql("SHOW lock_timeout").scalar())
+        engine.dispose()
+        return value
+
+    assert show(db_url) == "0"  # LOCK_TIMEOUT is None until the Ingestor re-raises
+    monkeypatch.setattr(db, "LOCK_TIMEOUT", "30s")
+    assert show(db_url) == "30s"
+    assert show(short_timeout(db_url)) == "1s"  # the URL's own setting wins
