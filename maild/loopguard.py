@@ -33,6 +33,7 @@ import re
 from dataclasses import dataclass
 from typing import Final, Protocol
 
+from maild.addresses import usable_address
 from maild.parse import ParsedMessage
 
 AUTO_HEADERS: Final[dict[str, str]] = {
@@ -150,10 +151,10 @@ class OwnAddress:
 
 class NoSender:
     name = "no-sender"
-    description = "no parsable From address"
+    description = "no usable From address (missing, or mangled like 'Ann x@y.com')"
 
     def check(self, msg: ParsedMessage, ctx: GuardContext) -> bool:
-        return not msg.from_addr
+        return not usable_address(msg.reply_to[0].addr if msg.reply_to else msg.from_addr)
 
 
 class ReportContent:

@@ -2,7 +2,9 @@
 
 TLS always verifies the server (a custom CA may be added, never verification
 turned off). A 4xx reply or a dropped connection is temporary; a 5xx reply is
-permanent (`SendError.permanent`). No queueing or retries here: see the outbox.
+permanent (`SendError.permanent`), and so is an address that is not a plain
+addr-spec (`addresses.usable_address`): it is refused before connecting.
+No queueing or retries here: see the outbox.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 
 import aiosmtplib
 
+from maild.addresses import usable_address
 from maild.errors import SendError
 from maild.mailbox import tls_context
 
@@ -58,6 +61,10 @@ async def _send(s: SmtpSettings, raw: bytes, sender: str, recipients: Sequence[s
 
 def send(s: SmtpSettings, raw: bytes, sender: str, recipients: Sequence[str]) -> str:
     """Send `raw` (bytes, already a full message); returns the server's final reply."""
+    bad = [a for a in (sender, *recipients) if not usable_address(a)]
+    if bad or not recipients:
+        raise SendError(f"{_where(s)}: unusable address {bad[0] if bad else '(none)'!r}, "
+                        "not sent", permanent=True)
     try:
         return asyncio.run(_send(s, raw, sender, recipients))
     except aiosmtplib.SMTPResponseException as exc:
@@ -65,6 +72,8 @@ def send(s: SmtpSettings, raw: bytes, sender: str, recipients: Sequence[str]) ->
                         permanent=500 <= exc.code < 600) from None
     except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
         raise SendError(f"{_where(s)}: {type(exc).__name__}: {exc}") from None
+    except ValueError as exc:  # aiosmtplib refuses an address it cannot put in MAIL/RCPT
+        raise SendError(f"{_where(s)}: unusable address: {exc}", permanent=True) from None
 
 
 def login_check(s: SmtpSettings) -> str:

@@ -544,6 +544,23 @@ def test_no_parsable_from() -> None:
     assert verdict_of(without(CUSTOMER, "From")).reason == "no-sender"
 
 
+@pytest.mark.parametrize("header", [
+    "From: Zeynep zeynep@customer.com.tr <zeynep@customer.com.tr>",  # '@' in an unquoted name
+    "From: zeynep at customer.com.tr",
+])
+def test_mangled_from_is_no_usable_sender(header: str) -> None:
+    """Python's parser turns these into addresses with spaces; an SMTP server would
+    refuse them (and aiosmtplib raises), so no auto-reply is even planned."""
+    text = CUSTOMER.replace(
+        "From: =?utf-8?Q?Zeynep_=C3=87elik?= <zeynep@customer.com.tr>", header)
+    assert verdict_of(text).reason == "no-sender"
+
+
+def test_mangled_reply_to_is_no_usable_sender() -> None:
+    text = CUSTOMER.replace("User-Agent:", "Reply-To: Ops ops@customer.com.tr <x>\n    User-Agent:")
+    assert verdict_of(text).reason == "no-sender"
+
+
 @pytest.mark.parametrize("value", ["<>", "< >", "<MAILER-DAEMON>"])
 def test_empty_return_path_header(value: str) -> None:
     text = CUSTOMER.replace("Return-Path: <zeynep@customer.com.tr>", f"Return-Path: {value}")
