@@ -123,8 +123,12 @@ def build_scheduler(app: App) -> BackgroundScheduler:
     zone = ZoneInfo(cfg.sla.timezone)
     scheduler = BackgroundScheduler(timezone=zone, job_defaults={
         "coalesce": True, "max_instances": 1, "misfire_grace_time": 3600})
-    scheduler.add_job(_safe(job_sla, app), "interval", minutes=1, id="sla")
-    scheduler.add_job(_safe(job_outbox, app), "interval", minutes=1, id="outbox")
+    # First runs at start: mail queued before a crash goes out now, not a minute later.
+    start = datetime.now(zone)
+    scheduler.add_job(_safe(job_sla, app), "interval", minutes=1, id="sla",
+                      next_run_time=start)
+    scheduler.add_job(_safe(job_outbox, app), "interval", minutes=1, id="outbox",
+                      next_run_time=start)
     hh, mm = cfg.digest.at.split(":")
     scheduler.add_job(_safe(job_digest, app), CronTrigger(
         day_of_week=",".join(cfg.digest.days), hour=int(hh), minute=int(mm), timezone=zone),

@@ -95,3 +95,24 @@ def test_daemon_scheduler_catches_up_and_stops_on_sigterm(
         assert code == 0, daemon.output
         assert "maild stopped" in daemon.output
     assert len(digests(smtp_sink)) == 1  # the restart did not send it again
+
+
+def test_daemon_sends_mail_queued_before_a_crash_at_start(
+        imap_account: ImapAccount, db_url: str, smtp_sink: SmtpSink, tmp_path: Path) -> None:
+    """An ETA reply queued but not sent (maild died, or had no SMTP yet) goes out as
+    soon as the daemon starts, with no new mail arriving to wake it up."""
+    seed(imap_account)
+    no_smtp = write_config(tmp_path, imap_account, db_url)
+    run_maild(no_smtp, imap_account, "db", "upgrade")
+    run_maild(no_smtp, imap_account, "run", "--once", "--now", "2026-11-02T07:05:00Z")  # queued
+    assert smtp_sink.messages == []
+    config = write_config(tmp_path, imap_account, db_url, smtp_sink)
+    daemon = Daemon(config, imap_account)
+    try:
+        daemon.wait_for("maild running")
+        started = time.monotonic()
+        [reply] = smtp_sink.wait_for(1, timeout=20)
+        assert time.monotonic() - started < 15, daemon.output  # not the minute-later tick
+        assert list(reply.rcpt_tos) == ["ann@example.org"]
+    finally:
+        assert daemon.stop() == 0, daemon.output
