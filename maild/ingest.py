@@ -5,7 +5,9 @@ folder checkpoint (UIDVALIDITY, last UID) advances in the same transaction as
 the messages it covers, so a crash loses nothing and repeats nothing. A message
 that fails is quarantined raw with its error and the batch goes on. After a
 message is stored, the registered handlers (rules, auto-replies, drafts) run
-in the same transaction. This module does no IMAP or SMTP I/O itself.
+in the same transaction. Messages are parsed before the transaction opens, and
+the writer's lookups for the whole batch are made once (`TicketWriter.prepare`).
+This module does no IMAP or SMTP I/O itself.
 """
 
 from __future__ import annotations

@@ -125,11 +125,10 @@ class TicketWriter:
         if decision.ticket_id is not None and not outbound:
             decision = self._past_reopen_window(decision, arrived)
         new = decision.ticket_id is None
-        new_customer = False
-        if decision.ticket_id is None:
+        if new:
             ticket, new_customer = self._open(parsed, counterpart, arrived, now, outbound)
         else:
-            ticket = self.session.get_one(Ticket, decision.ticket_id)
+            ticket, new_customer = self.session.get_one(Ticket, decision.ticket_id), False
         row = self._row(parsed, ticket, outbound, automatic, arrived, now,
                         folder, uidvalidity, uid, internaldate)
         self.session.add(MessageSource(message_pk=row.id, raw=raw))
