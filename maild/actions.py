@@ -92,7 +92,8 @@ class AutomationHandler:
             previous = repo.previous_ticket_count(session, ticket.customer_id, ticket.id)
         plan = plan_message(self.auto, parsed, mailbox=mailbox.address,
                             is_new=stored.new_ticket, arrived_at=stored.row.arrived_at,
-                            previous_tickets=previous, now=self.clock.now())
+                            previous_tickets=previous, now=self.clock.now(),
+                            suggest=stored.new_ticket)  # apply_plan keeps them for new only
         now = self.clock.now()
         apply_plan(session, self.auto, ticket, plan, stored.new_ticket, stored.row.arrived_at,
                    now)

@@ -131,7 +131,9 @@ def _skip_reason(auto: Automation, verdict: Verdict, decision: Decision,
 
 def plan_message(auto: Automation, parsed: ParsedMessage, *, mailbox: str, is_new: bool,
                  previous_tickets: int, arrived_at: datetime,
-                 now: datetime | None = None) -> Plan:
+                 now: datetime | None = None, suggest: bool = True) -> Plan:
+    """The Plan for `parsed`; `suggest=False` leaves the macro suggestions out (ingest
+    stores them on new tickets only, and ranking them is a third of the planning)."""
     verdict = check_message(parsed, GuardContext(own_addresses=auto.own_addresses))
     language = detect_language(own_words(parsed.text), auto.settings.default_language)
     facts = MessageFacts(message=parsed, mailbox=mailbox, is_new_ticket=is_new,
@@ -145,5 +147,6 @@ def plan_message(auto: Automation, parsed: ParsedMessage, *, mailbox: str, is_ne
     recipient = reply_address(parsed)
     skip = _skip_reason(auto, verdict, decision, is_new, recipient,
                         (now or arrived_at) - arrived_at)
-    return Plan(verdict, language, decision, _suggestions(auto, parsed.text, language, decision),
-                policy.name, due, eta, skip is None, skip, recipient)
+    suggestions = _suggestions(auto, parsed.text, language, decision) if suggest else ()
+    return Plan(verdict, language, decision, suggestions, policy.name, due, eta, skip is None,
+                skip, recipient)
