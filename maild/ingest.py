@@ -3,9 +3,11 @@
 One database transaction per fetched batch, one SAVEPOINT per message: the
 folder checkpoint (UIDVALIDITY, last UID) advances in the same transaction as
 the messages it covers, so a crash loses nothing and repeats nothing. A message
-that fails is quarantined raw with its error and the batch goes on. After a
-message is stored, the registered handlers (rules, auto-replies, drafts) run
-in the same transaction. Messages are parsed before the transaction opens, and
+that fails is quarantined raw with its error and the batch goes on; a failing
+database (OperationalError: locked, timed out, gone) fails the whole batch
+instead, so good mail is never quarantined for it and the batch is retried.
+After a message is stored, the registered handlers (rules, auto-replies,
+drafts) run in the same transaction. Messages are parsed before the transaction opens, and
 the writer's lookups for the whole batch are made once (`TicketWriter.prepare`).
 This module does no IMAP or SMTP I/O itself.
 """
@@ -18,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild.calendar import BusinessCalendar
@@ -116,6 +119,8 @@ class Ingestor:
         try:
             with session.begin_nested():
                 writer.prepare(batch, self.clock.now())
+        except OperationalError:
+            raise  # the database failed (locked, gone): roll the batch back, retry it
         except Exception:  # e.g. a key the database refuses: per message, it quarantines one
             log.exception("batch lookups failed; looking up message by message")
             writer.batch, writer.lookup = None, repo.SqlThreadLookup(session, writer.mailbox_id)
@@ -138,6 +143,8 @@ class Ingestor:
                     return
                 for handler in self.handlers:
                     handler.handle(session, stored, parsed)
+        except OperationalError:
+            raise  # the database, not the message, failed: the whole batch rolls back
         except Exception as exc:
             log.exception("quarantined uid=%s folder=%s: %s", item.uid, folder, exc)
             self._quarantine(session, writer.mailbox_id, folder, uidvalidity, item, exc)

@@ -1,4 +1,5 @@
-"""Batched lookups (maild.store.batch) answer as per-message SQL would, inside a batch too."""
+"""Batched lookups (maild.store.batch) answer as per-message SQL would, inside a batch too;
+a failing database fails the batch instead of quarantining good mail."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from bench.mailgen import MailGenerator
@@ -15,7 +17,7 @@ from maild.clock import FixedClock
 from maild.ingest import IngestItem, Ingestor
 from maild.store import batch as batch_module
 from maild.store import repo
-from maild.store.models import Customer, Event, MessageRow, Ticket
+from maild.store.models import Customer, Event, MessageRow, Quarantine, Ticket
 from maild.tickets import StoredMessage
 from tests.builders import migrated_sessions, raw_mail
 from tests.test_ingest import Exploding, items, make
@@ -108,3 +110,24 @@ def test_batches_of_200_store_what_batches_of_one_store(tmp_path: Path) -> None:
         stores.append(_snapshot(ing))
     assert stores[0] == stores[1]
     assert len(stores[0]["messages"]) < 400  # some quarantined, the copies skipped
+
+
+class DatabaseGone:
+    """A handler whose statement fails the way a locked or lost database does."""
+
+    name = "database-gone"
+
+    def handle(self, session: Session, stored: StoredMessage, parsed: Any) -> None:
+        if stored.row.message_id == "<m2@x>":
+            raise OperationalError("UPDATE tickets ...", {}, Exception("database is locked"))
+
+
+def test_database_failure_rolls_the_batch_back_instead_of_quarantining(db_url: str) -> None:
+    ing = make(db_url, handlers=[DatabaseGone()])
+    with pytest.raises(OperationalError):
+        ing.ingest_batch("inbox", "INBOX", 7, items(
+            raw_mail(msgid="<m1@x>"), raw_mail(msgid="<m2@x>", subject="Other")))
+    with ing.sessions() as s:
+        assert s.scalar(select(func.count(MessageRow.id))) == 0
+        assert s.scalar(select(func.count(Quarantine.id))) == 0
+    assert ing.checkpoint("inbox") is None

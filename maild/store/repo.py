@@ -22,6 +22,8 @@ from maild.store.models import (
     Ticket,
 )
 
+IN_CHUNK = 500  # values per IN (...): SQLite refuses more than 32,766 variables
+
 
 def get_or_create_mailbox(session: Session, address: str, now: datetime) -> Mailbox:
     address = address.lower()
@@ -83,10 +85,12 @@ class SqlThreadLookup:
         self.mailbox_id = mailbox_id
 
     def ticket_for_message_ids(self, message_ids: tuple[str, ...]) -> int | None:
-        rows = self.session.execute(select(MessageRow.message_id, MessageRow.ticket_id).where(
-            MessageRow.mailbox_id == self.mailbox_id,
-            MessageRow.message_id.in_(message_ids))).all()
-        by_id = {mid: tid for mid, tid in rows}
+        by_id: dict[str, int] = {}
+        for i in range(0, len(message_ids), IN_CHUNK):  # a hostile References header
+            rows = self.session.execute(select(MessageRow.message_id, MessageRow.ticket_id).where(
+                MessageRow.mailbox_id == self.mailbox_id,
+                MessageRow.message_id.in_(message_ids[i:i + IN_CHUNK])))
+            by_id.update({mid: tid for mid, tid in rows})
         for mid in message_ids:  # the caller's order: In-Reply-To first
             if mid in by_id:
                 return by_id[mid]

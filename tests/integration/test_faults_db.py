@@ -137,15 +137,6 @@ def test_short_lock_is_waited_out(imap_account: ImapAccount, db_url: str,
     assert_each_once(db_url, total)
 
 
-NEEDS_INGEST_FIX = pytest.mark.xfail(
-    strict=True,
-    reason="Ingestor._one (and _prepare) catch every Exception, so a statement that hits "
-    "the busy/lock timeout quarantines a good message (PostgreSQL: quarantined for good, "
-    "checkpoint advanced) instead of rolling the batch back; they must re-raise "
-    "sqlalchemy.exc.OperationalError. Remove this mark with that fix.")
-
-
-@NEEDS_INGEST_FIX
 def test_lock_past_the_timeout_fails_the_batch_cleanly(imap_account: ImapAccount, db_url: str,
                                                        tmp_path: Path) -> None:
     """The database is taken mid-run and held past maild's (1 s) timeout: the run
@@ -185,7 +176,6 @@ def test_lock_past_the_timeout_fails_the_batch_cleanly(imap_account: ImapAccount
     assert_each_once(db_url, total)
 
 
-@NEEDS_INGEST_FIX
 def test_daemon_retries_a_locked_database(imap_account: ImapAccount, db_url: str,
                                           tmp_path: Path) -> None:
     """The daemon meets a database held past its (1 s) timeout: one clear line per
