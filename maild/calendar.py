@@ -209,6 +209,7 @@ class BusinessCalendar:
             self._country, self._subdiv = _check_holiday_code(holidays)
         self.extra_closed_dates = frozenset(extra_closed_dates)
         self._years: dict[int, _Year] = {}
+        self._span = (0, 0, 0)  # (start, end) in UTC microseconds of the last local year seen
 
     def __repr__(self) -> str:
         return (
@@ -271,7 +272,16 @@ class BusinessCalendar:
         return (first.total - first.elapsed(a) + middle + last.elapsed(b)) / 1e6
 
     def _local_year(self, us: int) -> int:
-        return _from_us(us).astimezone(self.tz).year
+        """The local year of instant `us`; the last year's bounds are kept, because KPI
+        runs ask tens of thousands of times about instants in the same year."""
+        start, end, year = self._span
+        if start <= us < end:
+            return year
+        year = _from_us(us).astimezone(self.tz).year
+        self._span = (_to_us(datetime(year, 1, 1, tzinfo=self.tz)),
+                      _to_us(datetime(year + 1, 1, 1, tzinfo=self.tz)) if year < MAXYEAR
+                      else start, year)
+        return year
 
     def _years_after(self, local_year: int) -> Iterator[_Year]:
         """Following years; ConfigError after too many consecutive closed ones."""

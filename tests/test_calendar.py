@@ -536,3 +536,20 @@ def test_describe_eta_errors() -> None:
         describe_eta(datetime(2026, 12, 4, 10), H, "en", "UTC", NOW)
     with pytest.raises(ConfigError, match="'Nowhere/Land'"):
         describe_eta(NOW, H, "en", "Nowhere/Land", NOW)
+
+
+def test_local_year_cache_follows_the_local_new_year() -> None:
+    """The last year's bounds are cached: instants on both sides of local midnight on
+    1 January (21:00 UTC in Istanbul) must still get their own local year."""
+    cal = BusinessCalendar("Europe/Istanbul", "24/7")
+    before, after = utc(2025, 12, 31, 20, 59), utc(2025, 12, 31, 21, 0)
+    for at, year in [(before, 2025), (after, 2026), (before, 2025), (utc(2026, 6, 1), 2026),
+                     (utc(2024, 12, 31, 21), 2025), (utc(2024, 12, 31, 20, 59), 2024)]:
+        assert cal._local_year(calendar_us(at)) == year, at
+    assert cal.business_seconds(before, after) == 60
+
+
+def calendar_us(at: datetime) -> int:
+    from maild.calendar import _to_us
+
+    return _to_us(at)
