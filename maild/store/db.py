@@ -9,9 +9,9 @@ else a clear, retried error instead of a silent hang:
   connection's write lock); `sqlite:///maild.db?timeout=5` sets it instead.
 - PostgreSQL: `connect_timeout` = 10 s unless the URL sets it. A `lock_timeout`
   from the URL (`?options=-c lock_timeout=30s`), the role or the database is
-  respected; maild sets none of its own yet (LOCK_TIMEOUT) because the
-  Ingestor still quarantines a message whose statement hit the timeout instead
-  of rolling the batch back. No `statement_timeout`: long reports stay possible.
+  respected; otherwise maild sets 30 s (LOCK_TIMEOUT): a batch that waits longer
+  is rolled back and fetched again (the Ingestor re-raises OperationalError).
+  No `statement_timeout`: long reports stay possible.
 
 A batch that hits a timeout is rolled back whole (its checkpoint too) and
 fetched again by the next cycle. This module opens connections and runs
@@ -50,8 +50,8 @@ def resolve_url(url: str, base_dir: Path) -> str:
 
 BUSY_TIMEOUT_MS = 30_000  # SQLite: wait this long for another writer
 # PostgreSQL: wait this long for a row or table lock when nothing else sets a
-# lock_timeout. None until Ingestor._one re-raises OperationalError (then "30s").
-LOCK_TIMEOUT: str | None = None
+# lock_timeout (None: wait forever).
+LOCK_TIMEOUT: str | None = "30s"
 CONNECT_TIMEOUT = 10  # PostgreSQL: seconds to establish a connection
 
 

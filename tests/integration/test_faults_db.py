@@ -68,12 +68,12 @@ def short_timeout(db_url: str) -> str:
     return f"{db_url}%20-clock_timeout%3D1s"  # appended to the fixture's ?options=
 
 
-def seed(account: ImapAccount, total: int) -> None:
+def seed(account: ImapAccount, total: int, first: int = 0) -> None:
     raws = [(f"From: Customer {i} <c{i}@example.org>\r\nTo: {account.address}\r\n"
              f"Subject: Question number {i}\r\nMessage-ID: <lock-{i}@example.org>\r\n"
              "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
              f"Hello, my order #{1000 + i} has not arrived yet.\r\n").encode()
-            for i in range(total)]
+            for i in range(first, first + total)]
     client = imap(account)
     try:
         client.multiappend("INBOX", raws)
@@ -142,7 +142,7 @@ def test_lock_past_the_timeout_fails_the_batch_cleanly(imap_account: ImapAccount
     """The database is taken mid-run and held past maild's (1 s) timeout: the run
     fails with one clear line, committed batches stay, the held batch is rolled
     back; the next run stores exactly the rest."""
-    total, batch = 200, 10
+    total, batch = 400, 10  # ~2.5 s of ingest: the lock lands mid-run
     seed(imap_account, total)
     config = write_config(tmp_path, imap_account, short_timeout(db_url), batch_size=batch)
     run_maild(config, imap_account, "db", "upgrade")
@@ -181,7 +181,7 @@ def test_daemon_retries_a_locked_database(imap_account: ImapAccount, db_url: str
     """The daemon meets a database held past its (1 s) timeout: one clear line per
     failed attempt, it keeps running, and ingests everything once the hold ends."""
     total, batch = 100, 10
-    seed(imap_account, total)
+    seed(imap_account, total // 2)
     config = write_config(tmp_path, imap_account, short_timeout(db_url), batch_size=batch)
     config.write_text(config.read_text().replace(f"batch_size = {batch}",
                                                  f"batch_size = {batch}\npoll_seconds = 1"))
@@ -192,9 +192,10 @@ def test_daemon_retries_a_locked_database(imap_account: ImapAccount, db_url: str
         proc = subprocess.Popen(maild_cmd(config, "run"), env=env_for(imap_account),
                                 stdout=out, stderr=subprocess.STDOUT, text=True)
     try:
-        wait_until(lambda: (scalar(db_url, "SELECT count(*) FROM messages") or 0) >= batch,
-                   40, "the first batch")
+        wait_until(lambda: scalar(db_url, "SELECT count(*) FROM messages") == total // 2,
+                   40, "the first half")
         lock.acquire()
+        seed(imap_account, total - total // 2, first=total // 2)  # new mail, locked database
         wait_until(lambda: "database error, the batch was rolled back" in log.read_text(), 20,
                    "the database error line")
         assert proc.poll() is None, log.read_text()
@@ -266,7 +267,7 @@ def test_postgresql_lock_timeout_is_set_unless_configured(db_url: str,
         engine.dispose()
         return value
 
-    assert show(db_url) == "0"  # LOCK_TIMEOUT is None until the Ingestor re-raises
-    monkeypatch.setattr(db, "LOCK_TIMEOUT", "30s")
     assert show(db_url) == "30s"
     assert show(short_timeout(db_url)) == "1s"  # the URL's own setting wins
+    monkeypatch.setattr(db, "LOCK_TIMEOUT", None)
+    assert show(db_url) == "0"
