@@ -24,6 +24,8 @@ from typing import Any
 
 import mailparser
 
+from maild.addresses import usable_address
+
 MSGID_RE = re.compile(r"<[^<>\s]+>")
 _WS_RE = re.compile(r"\s+")
 
@@ -129,13 +131,29 @@ def synthetic_message_id(raw: bytes) -> str:
     return f"<{hashlib.sha256(raw).hexdigest()[:40]}@maild.invalid>"
 
 
+_ANGLE_RE = re.compile(r"([^<>,]*)<([^<>\s@]+@[^<>\s@]+)>")
+
+
 def _addresses(values: Iterable[str]) -> tuple[Address, ...]:
     out: list[Address] = []
-    for name, addr in getaddresses([decode_header_value(v) for v in values]):
-        addr = clean_header(addr).lower()
-        if addr and "@" in addr:
-            out.append(Address(clean_header(name), addr))
+    for value in values:
+        decoded = decode_header_value(value)
+        for name, addr in _pairs(decoded):
+            addr = clean_header(addr).lower()
+            if addr and "@" in addr:
+                out.append(Address(clean_header(name), addr))
     return tuple(out)
+
+
+def _pairs(value: str) -> list[tuple[str, str]]:
+    """(name, address) pairs of one header. A mangled value like `Ann ann@x.com <ann@x.com>`
+    (an unquoted @ in the name) makes the stdlib return "Ann ann@x.com" as an address;
+    then the <angle> addresses are the ones the sender meant."""
+    pairs = getaddresses([value])
+    if all(usable_address(clean_header(a)) for _, a in pairs if a):
+        return pairs
+    angles = [(name.strip().strip('"').strip(), addr) for name, addr in _ANGLE_RE.findall(value)]
+    return angles or pairs
 
 
 class _TextExtractor(HTMLParser):

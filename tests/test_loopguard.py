@@ -545,7 +545,7 @@ def test_no_parsable_from() -> None:
 
 
 @pytest.mark.parametrize("header", [
-    "From: Zeynep zeynep@customer.com.tr <zeynep@customer.com.tr>",  # '@' in an unquoted name
+    "From: Zeynep zeynep@customer.com.tr",  # '@' in an unquoted name, no <address>
     "From: zeynep at customer.com.tr",
 ])
 def test_mangled_from_is_no_usable_sender(header: str) -> None:
@@ -557,8 +557,18 @@ def test_mangled_from_is_no_usable_sender(header: str) -> None:
 
 
 def test_mangled_reply_to_is_no_usable_sender() -> None:
-    text = CUSTOMER.replace("User-Agent:", "Reply-To: Ops ops@customer.com.tr <x>\n    User-Agent:")
+    text = CUSTOMER.replace("User-Agent:", "Reply-To: Ops ops@customer.com.tr\n    User-Agent:")
     assert verdict_of(text).reason == "no-sender"
+
+
+def test_unquoted_at_in_the_name_still_reaches_the_customer() -> None:
+    """`Zeynep zeynep@x <zeynep@x>` (some CRMs write this) is read as the <address>."""
+    text = CUSTOMER.replace(
+        "From: =?utf-8?Q?Zeynep_=C3=87elik?= <zeynep@customer.com.tr>",
+        "From: Zeynep zeynep@customer.com.tr <zeynep@customer.com.tr>")
+    msg = parse_message(raw(text))
+    assert msg.from_addr == "zeynep@customer.com.tr"
+    assert check_message(msg, CTX).reason is None
 
 
 @pytest.mark.parametrize("value", ["<>", "< >", "<MAILER-DAEMON>"])
