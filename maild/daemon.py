@@ -35,11 +35,18 @@ def _log_cycle(address: str) -> Callable[[CycleReport], None]:
     return report
 
 
+# The main loop and the scheduler's outbox job both deliver; one at a time per
+# process, or both would APPEND the same sent messages to Sent (claims keep SMTP
+# sends apart already; Sent copies are not claimed).
+_DELIVERING = threading.Lock()
+
+
 def deliver_outbox(app: App) -> DeliveryReport | None:
     sender = app.outbox_sender()
     if sender is None:
         return None
-    report = sender.deliver_due()
+    with _DELIVERING:
+        report = sender.deliver_due()
     if report.sent or report.retry or report.failed:
         log.info("outbox: %d sent, %d to retry, %d failed", len(report.sent),
                  len(report.retry), len(report.failed))

@@ -52,6 +52,9 @@ def enqueue(session: Session, out: Outgoing, *, mailbox_id: int, ticket_id: int 
     return row
 
 
+SENT_COPY_CHUNK = 25  # messages APPENDed to Sent per mark in the database
+
+
 @dataclass
 class DeliveryReport:
     sent: list[str] = field(default_factory=list)
@@ -173,23 +176,27 @@ class OutboxSender:
             log.warning("send of %s failed (attempt %d), retry at %s: %s", row.message_id,
                         row.attempts, row.next_attempt_at.isoformat(), exc)
 
-    def copy_to_sent(self) -> int:
-        """APPEND sent messages to the Sent folder (retried until it works)."""
+    def copy_to_sent(self, limit: int = 500) -> int:
+        """APPEND sent messages to the Sent folder (retried until it works), marking
+        them chunk by chunk: a crash mid-copy leaves at most one chunk to copy twice."""
         if self.append_sent is None:
             return 0
-        with self.sessions() as s:
-            rows = s.execute(select(OutboxRow.id, OutboxRow.raw).where(
-                OutboxRow.status == "sent", OutboxRow.in_sent_folder.is_(False)).order_by(
-                OutboxRow.id).limit(500)).all()
-        if not rows:
-            return 0
-        try:
-            self.append_sent([raw for _, raw in rows])
-        except MaildError as exc:
-            log.warning("could not copy %d sent message(s) to Sent, will retry: %s",
-                        len(rows), exc)
-            return 0
-        with self.sessions.begin() as s:
-            s.execute(update(OutboxRow).where(OutboxRow.id.in_([i for i, _ in rows])).values(
-                in_sent_folder=True))
-        return len(rows)
+        copied = 0
+        while copied < limit:
+            with self.sessions() as s:
+                rows = s.execute(select(OutboxRow.id, OutboxRow.raw).where(
+                    OutboxRow.status == "sent", OutboxRow.in_sent_folder.is_(False)).order_by(
+                    OutboxRow.id).limit(SENT_COPY_CHUNK)).all()
+            if not rows:
+                break
+            try:
+                self.append_sent([raw for _, raw in rows])
+            except MaildError as exc:
+                log.warning("could not copy %d sent message(s) to Sent, will retry: %s",
+                            len(rows), exc)
+                break
+            with self.sessions.begin() as s:
+                s.execute(update(OutboxRow).where(OutboxRow.id.in_([i for i, _ in rows]))
+                          .values(in_sent_folder=True))
+            copied += len(rows)
+        return copied
