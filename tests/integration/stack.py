@@ -12,11 +12,13 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import imapclient
+import sqlalchemy as sa
 
 from devstack.dovecot import ImapAccount
 from devstack.maildconfig import maild_config_text
@@ -115,6 +117,35 @@ class Daemon:
         code = self.proc.wait(timeout=timeout)
         self._reader.join(timeout=5)
         return code
+
+
+def wait_until(cond: Callable[[], bool], timeout: float, what: str,
+               log: Path | None = None) -> None:
+    """Poll `cond` until true; on timeout fail naming `what` (and the log's tail)."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            tail = log.read_text(errors="replace")[-4000:] if log and log.exists() else ""
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}\n{tail}")
+        time.sleep(0.02)
+
+
+def assert_each_once(db_url: str, total: int, *, replies_queued: bool = False) -> None:
+    """Every inbound message is in exactly one row, each in its own ticket, none
+    quarantined; with `replies_queued`, each ticket has exactly one outbox row."""
+    engine = sa.create_engine(db_url)
+    with engine.connect() as conn:
+        rows = conn.exec_driver_sql("SELECT count(*), count(DISTINCT message_id) FROM messages "
+                                    "WHERE direction = 'in'").one()
+        tickets = conn.exec_driver_sql("SELECT count(*) FROM tickets").scalar()
+        quarantined = conn.exec_driver_sql("SELECT count(*) FROM quarantine").scalar()
+        outbox = conn.exec_driver_sql("SELECT count(*), count(DISTINCT ticket_id) FROM outbox"
+                                      ).one()
+    engine.dispose()
+    assert tuple(rows) == (total, total), "a message is missing or stored twice"
+    assert (tickets, quarantined) == (total, 0)
+    if replies_queued:
+        assert outbox[0] == outbox[1] > 0  # no ticket got its ETA reply queued twice
 
 
 def cli_json(config: Path, account: ImapAccount, *args: str) -> Any:

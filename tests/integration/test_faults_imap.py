@@ -11,7 +11,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,11 +21,13 @@ from devstack.dovecot import DovecotServer, ImapAccount, make_workdir
 from devstack.smtpsink import SmtpSink
 from tests.integration.stack import (
     append,
+    assert_each_once,
     env_for,
     folder_messages,
     imap,
     maild_cmd,
     run_maild,
+    wait_until,
     write_config,
 )
 
@@ -45,16 +47,6 @@ def own_dovecot() -> Iterator[DovecotServer]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def wait_until(cond: Callable[[], bool], timeout: float, what: str,
-               log: Path | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            tail = log.read_text(errors="replace")[-4000:] if log and log.exists() else ""
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}\n{tail}")
-        time.sleep(0.05)
-
-
 def customer_mail(account: ImapAccount, i: int, prefix: str = "fault") -> bytes:
     return (f"From: Customer {i} <c{i}@example.org>\r\nTo: {account.address}\r\n"
             f"Subject: Question number {i}\r\nMessage-ID: <{prefix}-{i}@example.org>\r\n"
@@ -71,19 +63,6 @@ def count(db_url: str, sql: str) -> int:
         return 0
     finally:
         engine.dispose()
-
-
-def assert_each_once(db_url: str, total: int) -> None:
-    """Every message is in exactly one row, each in its own ticket; none quarantined."""
-    engine = sa.create_engine(db_url)
-    with engine.connect() as conn:
-        rows = conn.exec_driver_sql("SELECT count(*), count(DISTINCT message_id) FROM messages "
-                                    "WHERE direction = 'in'").one()
-        tickets = conn.exec_driver_sql("SELECT count(*) FROM tickets").scalar()
-        quarantined = conn.exec_driver_sql("SELECT count(*) FROM quarantine").scalar()
-    engine.dispose()
-    assert tuple(rows) == (total, total), "a message is missing or stored twice"
-    assert (tickets, quarantined) == (total, 0)
 
 
 def test_dovecot_restart_mid_idle(own_dovecot: DovecotServer, db_url: str,

@@ -53,6 +53,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
 
 from devstack.dovecot import ImapAccount
 from devstack.maildconfig import maild_config_text
@@ -405,21 +406,27 @@ def check_replies(sink: SmtpSink, corpus: Corpus, support: str) -> int:
     return len(sink.messages) - len(raws)
 
 
-def test_two_senders_never_send_one_row_twice(db_url: str) -> None:
-    """The daemon's scheduler job and its main loop may deliver at the same time (or a
-    cron `run --once` beside the daemon): on SQLite, where FOR UPDATE is a no-op, both
-    used to read the same queued row and send it twice (10 of 200 here)."""
-    clock = FixedClock(datetime(2026, 11, 2, 10, tzinfo=UTC))
+def queued_replies(db_url: str, clock: FixedClock, n: int) -> sessionmaker[Session]:
+    """A fresh database with `n` auto-replies queued in the outbox."""
     sessions = migrated_sessions(db_url)
     with sessions.begin() as s:
         mailbox = repo.get_or_create_mailbox(s, "support@example.com", clock.now())
-        for i in range(200):
+        for i in range(n):
             out = compose(sender="support@example.com", sender_name="Support",
                           to=f"c{i}@example.org", to_name="", subject="Re: help", body="Soon.",
                           date=clock.now(), ticket_id=None, in_reply_to=f"<m{i}@example.org>",
                           references=[f"<m{i}@example.org>"])
             enqueue(s, out, mailbox_id=mailbox.id, ticket_id=None, kind="auto_reply",
                     now=clock.now())
+    return sessions
+
+
+def test_two_senders_never_send_one_row_twice(db_url: str) -> None:
+    """The daemon's scheduler job and its main loop may deliver at the same time (or a
+    cron `run --once` beside the daemon): on SQLite, where FOR UPDATE is a no-op, both
+    used to read the same queued row and send it twice (10 of 200 here)."""
+    clock = FixedClock(datetime(2026, 11, 2, 10, tzinfo=UTC))
+    sessions = queued_replies(db_url, clock, 200)
     sent: Counter[bytes] = Counter()
     guard = threading.Lock()
 
@@ -449,15 +456,7 @@ def test_concurrent_deliveries_copy_each_sent_message_to_sent_once(db_url: str) 
     from maild.daemon import deliver_outbox
 
     clock = FixedClock(datetime(2026, 11, 2, 10, tzinfo=UTC))
-    sessions = migrated_sessions(db_url)
-    with sessions.begin() as s:
-        mailbox = repo.get_or_create_mailbox(s, "support@example.com", clock.now())
-        for i in range(50):
-            out = compose(sender="support@example.com", sender_name="Support",
-                          to=f"c{i}@example.org", to_name="", subject="Re: help", body="Soon.",
-                          date=clock.now(), ticket_id=None)
-            enqueue(s, out, mailbox_id=mailbox.id, ticket_id=None, kind="auto_reply",
-                    now=clock.now())
+    sessions = queued_replies(db_url, clock, 50)
     copied: Counter[bytes] = Counter()
     guard = threading.Lock()
 
