@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -84,39 +83,46 @@ def run_maild(config: Path, account: ImapAccount, *args: str,
 
 
 class Daemon:
-    """`maild run` as a child process whose output is collected line by line, so a
-    test can wait for a log line instead of sleeping a guessed time."""
+    """`maild run ARGS` as a child process logging to a file, so a test can wait for a
+    log line instead of sleeping a guessed time. As a context manager it kills the
+    process if the test leaves while it still runs."""
 
-    def __init__(self, config: Path, account: ImapAccount, *args: str) -> None:
-        self.proc = subprocess.Popen(maild_cmd(config, "run", *args), env=env_for(account),
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     text=True, cwd=REPO)
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line)
+    def __init__(self, config: Path, account: ImapAccount, *args: str,
+                 log: Path | None = None) -> None:
+        self.log = log or config.parent / "maild-run.log"
+        with self.log.open("w") as out:
+            self.proc = subprocess.Popen(maild_cmd(config, "run", *args), env=env_for(account),
+                                         stdout=out, stderr=subprocess.STDOUT, text=True,
+                                         cwd=REPO)
 
     @property
     def output(self) -> str:
-        return "".join(self.lines)
+        return self.log.read_text(errors="replace")
+
+    def running(self) -> bool:
+        return self.proc.poll() is None
 
     def wait_for(self, text: str, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while text not in self.output:
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                raise AssertionError(f"maild never logged {text!r}:\n{self.output}")
-            time.sleep(0.05)
+        wait_until(lambda: text in self.output or not self.running(), timeout,
+                   f"the log line {text!r}", self.log)
+        if text not in self.output:
+            raise AssertionError(f"maild exited without logging {text!r}:\n{self.output}")
+
+    def wait(self, timeout: float = 30) -> int:
+        return self.proc.wait(timeout=timeout)
 
     def stop(self, signum: int = 15, timeout: float = 15) -> int:
         """Send `signum` (SIGTERM by default) and wait for the exit; the exit code."""
         self.proc.send_signal(signum)
-        code = self.proc.wait(timeout=timeout)
-        self._reader.join(timeout=5)
-        return code
+        return self.proc.wait(timeout=timeout)
+
+    def __enter__(self) -> Daemon:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.running():
+            self.proc.kill()
+            self.proc.wait()
 
 
 def wait_until(cond: Callable[[], bool], timeout: float, what: str,

@@ -22,6 +22,7 @@ import sqlalchemy as sa
 
 from devstack.dovecot import ImapAccount
 from tests.integration.stack import (
+    Daemon,
     assert_each_once,
     env_for,
     imap,
@@ -132,22 +133,16 @@ def test_lock_past_the_timeout_fails_the_batch_cleanly(imap_account: ImapAccount
     config = write_config(tmp_path, imap_account, short_timeout(db_url), batch_size=batch)
     run_maild(config, imap_account, "db", "upgrade")
     lock = DbLock(db_url)
-    log = tmp_path / "once.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(maild_cmd(config, "run", "--once"), env=env_for(imap_account),
-                                stdout=out, stderr=subprocess.STDOUT, text=True)
-    try:
-        wait_until(lambda: (scalar(db_url, "SELECT count(*) FROM messages") or 0) >= 2 * batch,
-                   40, "the first batches")
-        lock.acquire()
-        code = proc.wait(timeout=15)  # 1 s timeout: it fails at once
-        partial = scalar(db_url, "SELECT count(*) FROM messages")  # readers are not blocked
-    finally:
-        lock.release()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    text = log.read_text()
+    with Daemon(config, imap_account, "--once") as once:
+        try:
+            wait_until(lambda: (scalar(db_url, "SELECT count(*) FROM messages") or 0)
+                       >= 2 * batch, 40, "the first batches", once.log)
+            lock.acquire()
+            code = once.wait(timeout=15)  # 1 s timeout: it fails at once
+            partial = scalar(db_url, "SELECT count(*) FROM messages")  # readers not blocked
+        finally:
+            lock.release()
+    text = once.output
     assert code == 1 and 0 < partial < total, text
     error = [line for line in text.splitlines() if line.startswith("maild: error:")]
     assert len(error) == 1, text
@@ -172,30 +167,23 @@ def test_daemon_retries_a_locked_database(imap_account: ImapAccount, db_url: str
                                                  f"batch_size = {batch}\npoll_seconds = 1"))
     run_maild(config, imap_account, "db", "upgrade")
     lock = DbLock(db_url)
-    log = tmp_path / "maild.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(maild_cmd(config, "run"), env=env_for(imap_account),
-                                stdout=out, stderr=subprocess.STDOUT, text=True)
-    try:
-        wait_until(lambda: scalar(db_url, "SELECT count(*) FROM messages") == total // 2,
-                   40, "the first half")
-        lock.acquire()
-        seed(imap_account, total - total // 2, first=total // 2)  # new mail, locked database
-        wait_until(lambda: "database error, the batch was rolled back" in log.read_text(), 20,
-                   "the database error line")
-        assert proc.poll() is None, log.read_text()
-        lock.release()
-        wait_until(lambda: scalar(db_url, "SELECT count(*) FROM messages") == total, 40,
-                   "the rest after the hold")
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=15)
-    finally:
-        lock.release()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    text = log.read_text()
-    assert proc.returncode == 0, text
+    with Daemon(config, imap_account) as daemon:
+        try:
+            wait_until(lambda: scalar(db_url, "SELECT count(*) FROM messages") == total // 2,
+                       40, "the first half", daemon.log)
+            lock.acquire()
+            seed(imap_account, total - total // 2, first=total // 2)  # new mail, locked DB
+            wait_until(lambda: "database error, the batch was rolled back" in daemon.output,
+                       20, "the database error line", daemon.log)
+            assert daemon.running(), daemon.output
+            lock.release()
+            wait_until(lambda: scalar(db_url, "SELECT count(*) FROM messages") == total, 40,
+                       "the rest after the hold", daemon.log)
+            code = daemon.stop(signal.SIGTERM)
+        finally:
+            lock.release()
+    text = daemon.output
+    assert code == 0, text
     assert "Traceback" not in text and "quarantined" not in text, text
     line = next(ln for ln in text.splitlines() if "database error" in ln)
     assert imap_account.address in line and "retrying in" in line, line

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import shutil
 import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,12 +19,11 @@ import sqlalchemy as sa
 from devstack.dovecot import DovecotServer, ImapAccount, make_workdir
 from devstack.smtpsink import SmtpSink
 from tests.integration.stack import (
+    Daemon,
     append,
     assert_each_once,
-    env_for,
     folder_messages,
     imap,
-    maild_cmd,
     run_maild,
     wait_until,
     write_config,
@@ -68,14 +66,11 @@ def count(db_url: str, sql: str) -> int:
 def test_dovecot_restart_mid_idle(own_dovecot: DovecotServer, db_url: str,
                                   tmp_path: Path) -> None:
     account = own_dovecot.create_account()
-    log = tmp_path / "maild.log"
     with SmtpSink(deliver_to=own_dovecot) as sink:
         config = write_config(tmp_path, account, db_url, sink)
         run_maild(config, account, "db", "upgrade")
-        with log.open("w") as out:
-            proc = subprocess.Popen(maild_cmd(config, "run"), env=env_for(account),
-                                    stdout=out, stderr=subprocess.STDOUT, text=True)
-        try:
+        with Daemon(config, account) as daemon:
+            log = daemon.log
             append(account, "INBOX", [(customer_mail(account, 0), None)])
             wait_until(lambda: len(sink.messages) == 1, 30, "the first ETA reply", log)
             wait_until(lambda: len(folder_messages(account, "Sent")) == 1, 30,
@@ -86,19 +81,14 @@ def test_dovecot_restart_mid_idle(own_dovecot: DovecotServer, db_url: str,
                        "a reconnect line", log)
             wait_until(lambda: log.read_text().count("reconnecting in") >= 2, 15,
                        "a failed reconnect while Dovecot is down", log)
-            assert proc.poll() is None, log.read_text()
+            assert daemon.running(), daemon.output
             own_dovecot.start()
             append(account, "INBOX", [(customer_mail(account, 1), None)])
             wait_until(lambda: len(sink.messages) == 2, 40,
                        "the ETA reply after the restart", log)
             time.sleep(1)  # would a duplicate follow? (the outbox is sent at once)
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=15)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        text = log.read_text()
+            code = daemon.stop(signal.SIGTERM)
+        text = daemon.output
         replies = [m.parsed()["In-Reply-To"] for m in sink.messages]
     assert sorted(replies) == ["<fault-0@example.org>", "<fault-1@example.org>"], text
     assert_each_once(db_url, 2)
@@ -106,7 +96,7 @@ def test_dovecot_restart_mid_idle(own_dovecot: DovecotServer, db_url: str,
     assert lost and f":{account.port}" in lost[0] and "reconnecting in" in lost[0], text
     assert "IMAP connection restored" in text, text
     assert len(folder_messages(account, "Sent")) == 2  # both replies copied, once each
-    assert proc.returncode == 0, text
+    assert code == 0, text
     assert "Traceback" not in text, text
 
 
@@ -129,20 +119,12 @@ def test_dovecot_gone_mid_fetch(own_dovecot: DovecotServer, db_url: str, tmp_pat
     multiappend(account, [customer_mail(account, i, "fetch") for i in range(total)])
     config = write_config(tmp_path, account, db_url, batch_size=batch)
     run_maild(config, account, "db", "upgrade")
-    log = tmp_path / "once.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(maild_cmd(config, "run", "--once"), env=env_for(account),
-                                stdout=out, stderr=subprocess.STDOUT, text=True)
-    try:
+    with Daemon(config, account, "--once") as once:
         wait_until(lambda: count(db_url, "SELECT count(*) FROM messages") >= 2 * batch, 40,
-                   "the first batches", log)
+                   "the first batches", once.log)
         own_dovecot.kill() if how == "kill" else own_dovecot.stop()
-        code = proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    text = log.read_text()
+        code = once.wait(timeout=30)
+    text = once.output
     partial = count(db_url, "SELECT count(*) FROM messages")
     assert code == 1 and 0 < partial < total, text
     error = [line for line in text.splitlines() if line.startswith("maild: error:")]
@@ -170,28 +152,20 @@ def test_daemon_keeps_retrying_when_dovecot_dies_mid_fetch(own_dovecot: DovecotS
     multiappend(account, [customer_mail(account, i, "daemon") for i in range(total)])
     config = write_config(tmp_path, account, db_url, batch_size=batch)
     run_maild(config, account, "db", "upgrade")
-    log = tmp_path / "maild.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(maild_cmd(config, "run"), env=env_for(account),
-                                stdout=out, stderr=subprocess.STDOUT, text=True)
     stored = "SELECT count(*) FROM messages"
-    try:
+    with Daemon(config, account) as daemon:
+        log = daemon.log
         wait_until(lambda: count(db_url, stored) >= 2 * batch, 40, "the first batches", log)
         own_dovecot.kill()
         wait_until(lambda: "INBOX: interrupted after" in log.read_text(), 15,
                    "the interrupted-fetch line", log)
         wait_until(lambda: "cannot connect: Connection refused" in log.read_text(), 15,
                    "a refused reconnect", log)
-        assert proc.poll() is None and count(db_url, stored) < total, log.read_text()
+        assert daemon.running() and count(db_url, stored) < total, daemon.output
         own_dovecot.start()
         wait_until(lambda: count(db_url, stored) == total, 60, "the rest of the backlog", log)
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=15)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    text = log.read_text()
-    assert proc.returncode == 0 and "Traceback" not in text, text
+        code = daemon.stop(signal.SIGTERM)
+    text = daemon.output
+    assert code == 0 and "Traceback" not in text, text
     assert "IMAP connection restored" in text, text
     assert_each_once(db_url, total)
