@@ -65,6 +65,11 @@ def arrival_time(parsed: ParsedMessage, internaldate: datetime | None, outbound:
     return internaldate or parsed.date or now
 
 
+def responder_name(name: str, address: str) -> str:
+    """How KPIs name an agent: the display name of the reply's From, else its address."""
+    return name.strip() or address or "(unknown)"
+
+
 def counterpart_of(parsed: ParsedMessage, outbound: bool, own: frozenset[str]) -> str:
     """The customer's address: the sender of inbound mail, the recipient of ours."""
     if not outbound:
@@ -221,12 +226,28 @@ class TicketWriter:
                        message_id=row.message_id, count=ticket.agent_replies)
         if ticket.first_response_at is None and ticket.last_customer_at is not None:
             ticket.first_response_at = arrived
+            self._record_frt(ticket, row, arrived)
             repo.add_event(self.session, ticket.id, arrived, "first_response",
                            message_id=row.message_id)
         if ticket.status == "new":
             ticket.status = "open"
 
+    def _record_frt(self, ticket: Ticket, row: MessageRow, answered: datetime) -> None:
+        """Keep the first response's figures on the ticket (docs/metrics.md, FRT): timed
+        from the ticket's first customer message, else its creation. Without a calendar
+        they stay NULL and `stats` computes them."""
+        ticket.first_responder = responder_name(row.from_name, row.from_addr)
+        if self.calendar is None:
+            return
+        start = repo.first_customer_message_at(self.session, ticket.id) or ticket.created_at
+        ticket.frt_wall_seconds = max(0.0, (answered - start).total_seconds())
+        ticket.frt_business_seconds = self.calendar.business_seconds(start, answered)
+
     def _customer_wrote(self, ticket: Ticket, arrived: datetime) -> None:
+        if ticket.first_response_at is not None and arrived < ticket.first_response_at:
+            # mail older than the recorded first response, stored after it: the FRT
+            # start may move earlier; `stats` computes this ticket's figures instead
+            ticket.frt_wall_seconds = ticket.frt_business_seconds = None
         ticket.last_customer_at = max(ticket.last_customer_at or arrived, arrived)
         if ticket.status in ("solved", "pending"):
             kind = "reopened" if ticket.status == "solved" else "customer_replied"

@@ -7,8 +7,10 @@ from collections.abc import Sequence
 import pytest
 from sqlalchemy import func, select
 
+from maild.calendar import BusinessCalendar
 from maild.clock import FixedClock
 from maild.ingest import IngestItem, Ingestor
+from maild.report.kpi import compute_stats
 from maild.store.models import MessageRow, Quarantine, Ticket
 from maild.views import list_tickets, show_ticket
 from tests.builders import migrated_sessions, raw_mail, utc
@@ -158,3 +160,26 @@ def test_reply_long_after_solve_opens_new_ticket(db_url: str) -> None:
     assert res.new_tickets == 0
     with ing.sessions() as s:
         assert s.get_one(Ticket, 1).status == "open"
+
+
+def test_first_response_figures_recorded_with_the_reply(db_url: str) -> None:
+    """FRT is recorded when the first response is stored (business time with the SLA
+    calendar); older customer mail stored after it clears them so stats recomputes."""
+    cal = BusinessCalendar("UTC", "Mon-Fri 09:00-18:00", None)
+    ing = make(db_url, calendar=cal)
+    ing.ingest_batch("inbox", "INBOX", 7, items(raw_mail()))  # Mon 2 Nov 10:00 UTC
+    agent = raw_mail(frm="Bob Agent <support@example.com>", to="ann@example.org",
+                     subject="Re: Order missing [#1]", msgid="<a1@example.com>",
+                     date="Mon, 02 Nov 2026 11:30:00 +0000")
+    ing.ingest_batch("sent", "Sent", 9, items(agent))
+    with ing.sessions() as s:
+        t = s.scalars(select(Ticket)).one()
+        assert (t.frt_wall_seconds, t.frt_business_seconds, t.first_responder) == \
+            (5400.0, 5400.0, "Bob Agent")
+    late = raw_mail(msgid="<m0@example.org>", subject="Re: Order missing [#1]")
+    ing.ingest_batch("inbox", "INBOX", 7, [IngestItem(2, late, utc(2026, 11, 2, 9))])
+    with ing.sessions() as s:
+        t = s.scalars(select(Ticket)).one()
+        assert (t.frt_wall_seconds, t.frt_business_seconds) == (None, None)
+        stats = compute_stats(s, cal, utc(2026, 11, 2), utc(2026, 11, 3), utc(2026, 11, 3))
+    assert stats["frt_wall_seconds"]["median"] == 9000  # from 09:00 now

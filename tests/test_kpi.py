@@ -194,6 +194,32 @@ def test_frt(week: dict[str, Any]) -> None:
     assert week["frt_wall_seconds"] == {"median": 10800, "p90": 183600, "mean": 60857.143}
 
 
+def test_recorded_first_response_figures_are_used(db_url: str) -> None:
+    """The writer records FRT with the first response; stats reads it instead of
+    computing it, and computes only the tickets without it (NULL: older rows)."""
+    sessions = migrated_sessions(db_url)
+    with sessions() as s:
+        build_week(s)
+        computed = compute_stats(s, CAL, SINCE, UNTIL, NOW)
+        # record T1 T2 T4 as the writer would (hand values from build_week): same stats
+        for tid, wall, business, who in ((1, 5400, 5400, ALICE), (2, 232200, 5400, BOB),
+                                         (4, 151200, 10800, ALICE)):
+            t = s.get_one(Ticket, tid)
+            t.frt_wall_seconds, t.frt_business_seconds, t.first_responder = wall, business, who
+        s.flush()
+        assert compute_stats(s, CAL, SINCE, UNTIL, NOW) == computed
+        # a recorded figure wins over the messages: T4 recorded as 4h of business time
+        s.get_one(Ticket, 4).frt_business_seconds = 14400
+        s.get_one(Ticket, 4).first_responder = "Someone Else"
+        s.flush()
+        stats = compute_stats(s, CAL, SINCE, UNTIL, NOW)
+    # business: 1200 3600 5400 5400 10800 14400 21600 -> median 5400, mean 62400/7
+    assert stats["frt_business_seconds"]["mean"] == round(62400 / 7, 3)
+    assert stats["frt_wall_seconds"] == computed["frt_wall_seconds"]
+    agents = {a["agent"]: a["first_responses"] for a in stats["per_agent"]}
+    assert agents["Someone Else"] == 1 and agents[ALICE] == 2  # T1 T8
+
+
 def test_sla(week: dict[str, Any]) -> None:
     # attained: all 7 first responses but T5's; breaches: T5 (late), T6 (none); T7 was
     # solved without a reply before its due time

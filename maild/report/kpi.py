@@ -18,26 +18,25 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, Select, and_, case, func, or_, select, union_all
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, Select, and_, case, false, func, or_, select, union_all
+from sqlalchemy.orm import Session, aliased
 
 from maild.calendar import BusinessCalendar
 from maild.store.models import Event, Mailbox, MessageRow, Ticket
+from maild.tickets import responder_name
 
 _SEP = "\x1f"  # joins an agent's name and address in one SQL value
 AGE_BUCKETS: tuple[tuple[str, int | None], ...] = (
     ("<4h", 4), ("4-24h", 24), ("1-3d", 72), ("3-7d", 168), (">7d", None))
 
 
-@dataclass(frozen=True)
-class FirstResponse:
-    """One ticket first answered in the period: the inputs of FRT and SLA figures."""
+class FirstResponse(NamedTuple):
+    """One ticket first answered in the period: the inputs of FRT and SLA figures.
+    (A NamedTuple: tens of thousands are made per `stats`, and it builds fastest.)"""
 
-    ticket_id: int
     mailbox_id: int
     agent: str
     wall: float
@@ -82,7 +81,7 @@ def ticket_scope(mailbox_id: int | None) -> list[ColumnElement[bool]]:
 
 
 def _agent_message() -> list[ColumnElement[bool]]:
-    return [MessageRow.direction == "out", MessageRow.auto.is_(False)]
+    return [MessageRow.direction == "out", MessageRow.auto == false()]
 
 
 def _solves() -> Any:
@@ -96,8 +95,8 @@ def _solves() -> Any:
     ).subquery()
 
 
-def solved_at(end: datetime) -> Select[tuple[int]]:
-    """Ids of the tickets whose status just before instant `end` is solved."""
+def _still_solved(end: datetime) -> Any:
+    """(tid, at) of the tickets solved just before instant `end`, `at` their last solve."""
     solves = _solves()
     to_, from_ = Event.detail["to"].as_string(), Event.detail["from"].as_string()
     last = (select(solves.c.tid, func.max(solves.c.at).label("at"))
@@ -106,37 +105,63 @@ def solved_at(end: datetime) -> Select[tuple[int]]:
         Event.ticket_id == last.c.tid, Event.at >= last.c.at, Event.at < end,
         or_(Event.kind == "reopened",
             and_(Event.kind == "status", from_ == "solved", to_ != "solved")))
-    return select(last.c.tid).where(~undo.exists())
+    return select(last.c.tid, last.c.at).where(~undo.exists()).subquery()
+
+
+def solved_at(end: datetime) -> Select[tuple[int]]:
+    """Ids of the tickets whose status just before instant `end` is solved."""
+    return select(_still_solved(end).c.tid)
 
 
 def solved_during(since: datetime, end: datetime) -> Select[tuple[int]]:
-    """Ids of tickets moved to solved in [since, end) and still solved at `end`."""
-    solves = _solves()
-    return select(solves.c.tid).where(solves.c.at >= since, solves.c.at < end,
-                                      solves.c.tid.in_(solved_at(end)))
+    """Ids of tickets moved to solved in [since, end) and still solved at `end`: those
+    solved at `end` whose last move into solved was at or after `since`."""
+    still = _still_solved(end)
+    return select(still.c.tid).where(still.c.at >= since)
 
 
 def first_responses(session: Session, calendar: BusinessCalendar, since: datetime,
                     end: datetime, mailbox_id: int | None = None) -> list[FirstResponse]:
     """Tickets whose first agent reply is in [since, end), timed from the first customer
-    message (its creation when there is none) and attributed to the reply's author."""
+    message (its creation when there is none) and attributed to the reply's author.
+
+    The writer records each ticket's figures with its first response; tickets without
+    them (stored before they were recorded, or invalidated by older mail stored later)
+    are computed here from their messages, with `calendar`."""
+    period = (Ticket.first_response_at >= since, Ticket.first_response_at < end,
+              *ticket_scope(mailbox_id))
+    met = case((Ticket.sla_due_at.is_(None), None),
+               (Ticket.first_response_at <= Ticket.sla_due_at, True), else_=False)
+    rows = session.connection().execute(select(
+        Ticket.mailbox_id, Ticket.first_responder, Ticket.frt_wall_seconds,
+        Ticket.frt_business_seconds, met,
+    ).where(*period, Ticket.frt_business_seconds.is_not(None),
+            Ticket.frt_wall_seconds.is_not(None), Ticket.first_responder.is_not(None)))
+    out = [FirstResponse(*row) for row in rows]
+    out += _computed_first_responses(session, calendar, period)
+    return out
+
+
+def _computed_first_responses(session: Session, calendar: BusinessCalendar,
+                              period: Sequence[ColumnElement[bool]]) -> list[FirstResponse]:
+    """`first_responses` for tickets without recorded figures, from their messages."""
     m = MessageRow
-    first_in = func.min(case((and_(m.direction == "in", m.auto.is_(False)), m.arrived_at)))
+    first_in = func.min(case((and_(m.direction == "in", m.auto == false()), m.arrived_at)))
     author = func.min(case((and_(*_agent_message(), m.arrived_at == Ticket.first_response_at),
                             m.from_name + _SEP + m.from_addr)))
     ticket = (Ticket.id, Ticket.mailbox_id, Ticket.created_at, Ticket.first_response_at,
               Ticket.sla_due_at)
+    missing = or_(Ticket.frt_business_seconds.is_(None), Ticket.frt_wall_seconds.is_(None),
+                  Ticket.first_responder.is_(None))
     rows = session.execute(select(
         Ticket.id, Ticket.mailbox_id, func.coalesce(first_in, Ticket.created_at),
         Ticket.first_response_at, Ticket.sla_due_at, author,
-    ).outerjoin(m, m.ticket_id == Ticket.id).where(
-        Ticket.first_response_at >= since, Ticket.first_response_at < end,
-        *ticket_scope(mailbox_id)).group_by(*ticket).order_by(Ticket.id)).all()
+    ).outerjoin(m, m.ticket_id == Ticket.id).where(*period, missing).group_by(*ticket)).all()
     out = []
-    for tid, mailbox, start, answered, due, who in rows:
+    for _tid, mailbox, start, answered, due, who in rows:
         start = _aware(start)
         wall = max(0.0, (answered - start).total_seconds())
-        out.append(FirstResponse(tid, mailbox, agent_name(who), wall,
+        out.append(FirstResponse(mailbox, agent_name(who), wall,
                                  calendar.business_seconds(start, answered),
                                  None if due is None else answered <= due))
     return out
@@ -145,7 +170,7 @@ def first_responses(session: Session, calendar: BusinessCalendar, since: datetim
 def agent_name(packed: str | None) -> str:
     """The display name of an agent reply's From, else its address (packed as "name<US>addr")."""
     name, _, addr = (packed or "").partition(_SEP)
-    return name.strip() or addr or "(unknown)"
+    return responder_name(name, addr)
 
 
 def _aware(value: datetime | str) -> datetime:
@@ -169,8 +194,8 @@ def ticket_counts(session: Session, since: datetime, end: datetime,
                   mailbox_id: int | None) -> dict[int, dict[str, int]]:
     """Per mailbox id, the period's ticket counts in one scan of `tickets`: created,
     resolved (created and solved at `end`), breaches, backlog and its age buckets."""
-    solved = solved_at(end).cte("solved")  # evaluated once, probed per ticket
-    is_solved = Ticket.id.in_(select(solved.c.tid))
+    solved = solved_at(end).subquery("solved")  # evaluated once, joined (one row per tid)
+    is_solved = solved.c.tid.is_not(None)
     created = and_(Ticket.created_at >= since, Ticket.created_at < end)
     backlog = and_(Ticket.created_at < end, ~is_solved)
     conds: dict[str, ColumnElement[bool]] = {
@@ -184,6 +209,7 @@ def ticket_counts(session: Session, since: datetime, end: datetime,
         newer_than = limit
     rows = session.execute(select(Ticket.mailbox_id, *(
         func.sum(case((cond, 1), else_=0)).label(key) for key, cond in conds.items()))
+        .outerjoin(solved, solved.c.tid == Ticket.id)
         .where(*ticket_scope(mailbox_id)).group_by(Ticket.mailbox_id))
     return {row.mailbox_id: {key: int(n or 0) for key, n in row._mapping.items()
                              if key != "mailbox_id"} for row in rows}
@@ -203,29 +229,42 @@ def _otr(session: Session, since: datetime, end: datetime,
 def waiting(session: Session, end: datetime, mailbox_id: int | None = None,
             limit: int | None = None) -> list[tuple[int, datetime]]:
     """(ticket id, waiting since) of backlog tickets with an unanswered customer message,
-    oldest first: the earliest such message after the last agent reply before `end`."""
-    last_reply = (select(MessageRow.ticket_id.label("tid"), func.max(MessageRow.arrived_at)
-                         .label("at")).where(*_agent_message(), MessageRow.arrived_at < end)
-                  .group_by(MessageRow.ticket_id).subquery())
-    oldest = func.min(MessageRow.arrived_at)
-    query = (select(MessageRow.ticket_id, oldest).join(Ticket, Ticket.id == MessageRow.ticket_id)
-             .outerjoin(last_reply, last_reply.c.tid == MessageRow.ticket_id)
-             .where(MessageRow.direction == "in", MessageRow.auto.is_(False),
+    oldest first: the earliest such message after the last agent reply before `end`.
+
+    Customer messages are read oldest first with a LIMIT, so the longest wait costs a
+    few index rows, not a pass over every message."""
+    reply = aliased(MessageRow)
+    answered = select(reply.id).where(
+        reply.ticket_id == MessageRow.ticket_id, reply.direction == "out",
+        reply.auto == false(), reply.arrived_at >= MessageRow.arrived_at,
+        reply.arrived_at < end).exists()
+    query = (select(MessageRow.ticket_id, MessageRow.arrived_at)
+             .join(Ticket, Ticket.id == MessageRow.ticket_id)
+             .where(MessageRow.direction == "in", MessageRow.auto == false(),
                     MessageRow.arrived_at < end, Ticket.created_at < end,
-                    Ticket.id.not_in(solved_at(end)), *ticket_scope(mailbox_id),
-                    or_(last_reply.c.at.is_(None), MessageRow.arrived_at > last_reply.c.at))
-             .group_by(MessageRow.ticket_id).order_by(oldest, MessageRow.ticket_id).limit(limit))
-    return [(tid, _aware(at)) for tid, at in session.execute(query).all()]
+                    Ticket.id.not_in(solved_at(end)), *ticket_scope(mailbox_id), ~answered)
+             .order_by(MessageRow.arrived_at, MessageRow.ticket_id))
+    rows = limit
+    while True:  # a ticket may have several unanswered messages: read more if needed
+        out: dict[int, datetime] = {}
+        found = session.execute(query.limit(rows)).all()
+        for tid, at in found:
+            out.setdefault(tid, _aware(at))
+        if rows is None or len(out) >= rows or len(found) < rows:
+            return list(out.items())[:limit]
+        rows *= 4
 
 
 def _per_agent(session: Session, frs: list[FirstResponse], since: datetime, end: datetime,
-               scope: list[ColumnElement[bool]]) -> list[dict[str, Any]]:
+               mailbox_id: int | None) -> list[dict[str, Any]]:
+    mailbox_scope = [] if mailbox_id is None else [MessageRow.mailbox_id == mailbox_id]
     replies: dict[str, int] = defaultdict(int)
+    spam = select(Ticket.id).where(Ticket.status == "spam")  # few: no join per reply
     rows = session.execute(
-        select(MessageRow.from_name, MessageRow.from_addr, func.count(MessageRow.id))
-        .join(Ticket, Ticket.id == MessageRow.ticket_id)
+        select(MessageRow.from_name, MessageRow.from_addr, func.count())
         .where(*_agent_message(), MessageRow.arrived_at >= since, MessageRow.arrived_at < end,
-               *scope).group_by(MessageRow.from_name, MessageRow.from_addr)).all()
+               MessageRow.ticket_id.not_in(spam), *mailbox_scope)
+        .group_by(MessageRow.from_name, MessageRow.from_addr)).all()
     for name, addr, n in rows:
         replies[agent_name(f"{name}{_SEP}{addr}")] += n
     frt: dict[str, list[float]] = defaultdict(list)
@@ -282,6 +321,6 @@ def compute_stats(session: Session, calendar: BusinessCalendar, since: datetime,
         "backlog": {"total": n["backlog"],
                     "age_buckets": {name: n[name] for name, _ in AGE_BUCKETS}},
         "longest_wait_seconds": (end - waits[0][1]).total_seconds() if waits else None,
-        "per_agent": _per_agent(session, frs, since, end, scope),
+        "per_agent": _per_agent(session, frs, since, end, mailbox_id),
         "per_mailbox": _per_mailbox(session, frs, counts, mailbox_id),
     }

@@ -15,6 +15,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -104,6 +105,12 @@ class Ticket(Base):
     sla_due_at: Mapped[datetime | None]
     sla_breached: Mapped[bool] = mapped_column(Boolean, default=False)
     first_response_at: Mapped[datetime | None]
+    # The first response's figures, recorded with it (docs/metrics.md): FRT in seconds
+    # from the first customer message, wall clock and business time, and who answered.
+    # NULL when not recorded (older rows, or invalidated): `stats` computes them then.
+    frt_wall_seconds: Mapped[float | None] = mapped_column(Float)
+    frt_business_seconds: Mapped[float | None] = mapped_column(Float)
+    first_responder: Mapped[str | None] = mapped_column(String(255))
     agent_replies: Mapped[int] = mapped_column(Integer, default=0)
     assignee: Mapped[str | None] = mapped_column(String(320))
     created_at: Mapped[datetime]
@@ -129,7 +136,13 @@ class MessageRow(Base):
     __tablename__ = "messages"
     __table_args__ = (
         UniqueConstraint("mailbox_id", "message_id"),
-        Index("ix_messages_ticket", "ticket_id"),
+        # a ticket's messages of one kind in time order (KPIs: replies, waiting)
+        Index("ix_messages_ticket_kind_arrived", "ticket_id", "direction", "auto",
+              "arrived_at"),
+        # one kind of message in time order, covering what `stats` reads of it:
+        # the oldest waiting customer message, agent replies per agent
+        Index("ix_messages_direction_arrived", "direction", "auto", "arrived_at", "ticket_id",
+              "from_addr", "from_name"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"))

@@ -72,6 +72,13 @@ def add_event(session: Session, ticket_id: int | None, at: datetime, kind: str,
     return ev
 
 
+def first_customer_message_at(session: Session, ticket_id: int) -> datetime | None:
+    """Arrival of the ticket's first customer message (inbound, not automatic)."""
+    return session.scalar(select(func.min(MessageRow.arrived_at)).where(
+        MessageRow.ticket_id == ticket_id, MessageRow.direction == "in",
+        MessageRow.auto.is_(False)))
+
+
 def previous_ticket_count(session: Session, customer_id: int, before_ticket: int) -> int:
     return session.scalar(select(func.count(Ticket.id)).where(
         Ticket.customer_id == customer_id, Ticket.id < before_ticket)) or 0
