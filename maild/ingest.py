@@ -6,6 +6,8 @@ the messages it covers, so a crash loses nothing and repeats nothing. A message
 that fails is quarantined raw with its error and the batch goes on; a failing
 database (OperationalError: locked, timed out, gone) fails the whole batch
 instead, so good mail is never quarantined for it and the batch is retried.
+The savepoints cost two statements and a flush per message, so a batch is first
+stored without them and only stored again with them when a message fails.
 After a message is stored, the registered handlers (rules, auto-replies,
 drafts) run in the same transaction. Messages are parsed before the transaction opens, and
 the writer's lookups for the whole batch are made once (`TicketWriter.prepare`).
@@ -51,6 +53,14 @@ class BatchResult:
     ticket_ids: list[int] = field(default_factory=list)
 
 
+class _MessageFailed(Exception):
+    """A message failed in a batch stored without savepoints: redo it with them."""
+
+    def __init__(self, uid: int | None) -> None:
+        super().__init__(f"uid={uid}")
+        self.uid = uid
+
+
 class MessageHandler(Protocol):
     """Runs after a message is stored, inside the same transaction."""
 
@@ -87,16 +97,37 @@ class Ingestor:
 
     def ingest_batch(self, role: str, folder: str, uidvalidity: int | None,
                      items: Sequence[IngestItem], highest_modseq: int | None = None) -> BatchResult:
-        """Store `items` from `folder` (role inbox|sent) and advance its checkpoint."""
-        result = BatchResult()
+        """Store `items` from `folder` (role inbox|sent) and advance its checkpoint.
+
+        First without a savepoint per message (a savepoint costs two statements and a
+        flush of its own); if one message fails, that attempt rolls back whole and the
+        batch is stored again with a savepoint per message, quarantining the failure."""
         parsed = [self._parse(item) for item in items]
+        try:
+            return self._store(role, folder, uidvalidity, items, parsed, highest_modseq,
+                               isolate=False)
+        except _MessageFailed as failed:
+            log.warning("%s: a message failed (uid=%s: %s); batch of %d rolled back, storing "
+                        "it again message by message", folder, failed.uid, failed.__cause__,
+                        len(items))
+            return self._store(role, folder, uidvalidity, items, parsed, highest_modseq,
+                               isolate=True)
+
+    def _store(self, role: str, folder: str, uidvalidity: int | None,
+               items: Sequence[IngestItem], parsed: Sequence[ParsedMessage | Exception],
+               highest_modseq: int | None, *, isolate: bool) -> BatchResult:
+        result = BatchResult()
         with self.sessions.begin() as session:
             mailbox = repo.get_or_create_mailbox(session, self.address, self.clock.now())
             writer = TicketWriter(session, mailbox.id, self.own, self.window, self.calendar,
                                   self.reopen_window)
             self._prepare(session, writer, role, items, parsed)
             for item, msg in zip(items, parsed, strict=True):
-                self._one(session, writer, role, folder, uidvalidity, item, msg, result)
+                if isolate:
+                    self._one(session, writer, role, folder, uidvalidity, item, msg, result)
+                else:
+                    self._one_unisolated(session, writer, role, folder, uidvalidity, item, msg,
+                                         result)
                 result.last_uid = max(result.last_uid, item.uid or 0)
             if uidvalidity is not None:
                 self._advance(session, mailbox.id, role, folder, uidvalidity,
@@ -128,21 +159,10 @@ class Ingestor:
     def _one(self, session: Session, writer: TicketWriter, role: str, folder: str,
              uidvalidity: int | None, item: IngestItem, parsed: ParsedMessage | Exception,
              result: BatchResult) -> None:
+        """Store one message in its own savepoint; quarantine it if it fails."""
         try:
             with session.begin_nested():
-                if isinstance(parsed, Exception):
-                    raise parsed
-                if parsed.parse_error:
-                    log.warning("uid=%s folder=%s %s: %s", item.uid, folder, parsed.message_id,
-                                parsed.parse_error)
-                stored = writer.add(parsed, item.raw, role=role, folder=folder,
-                                    uidvalidity=uidvalidity, uid=item.uid,
-                                    internaldate=item.internaldate, now=self.clock.now())
-                if stored is None:
-                    result.duplicates += 1
-                    return
-                for handler in self.handlers:
-                    handler.handle(session, stored, parsed)
+                stored = self._add(session, writer, role, folder, uidvalidity, item, parsed)
         except OperationalError:
             raise  # the database, not the message, failed: the whole batch rolls back
         except Exception as exc:
@@ -150,6 +170,43 @@ class Ingestor:
             self._quarantine(session, writer.mailbox_id, folder, uidvalidity, item, exc)
             result.quarantined += 1
             return
+        self._count(result, stored, parsed)
+
+    def _one_unisolated(self, session: Session, writer: TicketWriter, role: str, folder: str,
+                        uidvalidity: int | None, item: IngestItem,
+                        parsed: ParsedMessage | Exception, result: BatchResult) -> None:
+        """Store one message in the batch's transaction; if it fails, the batch is redone."""
+        try:
+            stored = self._add(session, writer, role, folder, uidvalidity, item, parsed)
+        except OperationalError:
+            raise
+        except Exception as exc:
+            raise _MessageFailed(item.uid) from exc
+        self._count(result, stored, parsed)
+
+    def _add(self, session: Session, writer: TicketWriter, role: str, folder: str,
+             uidvalidity: int | None, item: IngestItem, parsed: ParsedMessage | Exception
+             ) -> StoredMessage | None:
+        """Store the message and run the handlers; None for a duplicate."""
+        if isinstance(parsed, Exception):
+            raise parsed
+        if parsed.parse_error:
+            log.warning("uid=%s folder=%s %s: %s", item.uid, folder, parsed.message_id,
+                        parsed.parse_error)
+        stored = writer.add(parsed, item.raw, role=role, folder=folder, uidvalidity=uidvalidity,
+                            uid=item.uid, internaldate=item.internaldate, now=self.clock.now())
+        if stored is not None:
+            for handler in self.handlers:
+                handler.handle(session, stored, parsed)
+        return stored
+
+    @staticmethod
+    def _count(result: BatchResult, stored: StoredMessage | None,
+               parsed: ParsedMessage | Exception) -> None:
+        if stored is None:
+            result.duplicates += 1
+            return
+        assert not isinstance(parsed, Exception)
         result.stored += 1
         result.parse_errors += parsed.parse_error is not None
         result.new_tickets += stored.new_ticket

@@ -11,7 +11,7 @@ from maild.calendar import BusinessCalendar
 from maild.clock import FixedClock
 from maild.ingest import IngestItem, Ingestor
 from maild.report.kpi import compute_stats
-from maild.store.models import MessageRow, Quarantine, Ticket
+from maild.store.models import Event, MessageRow, Quarantine, Ticket
 from maild.views import list_tickets, show_ticket
 from tests.builders import migrated_sessions, raw_mail, utc
 
@@ -78,7 +78,11 @@ class Exploding:
             raise RuntimeError("handler bug")
 
 
-def test_failing_message_is_quarantined_and_batch_goes_on(db_url: str) -> None:
+def test_failing_message_is_quarantined_and_batch_goes_on(
+        db_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    """The batch is first stored without savepoints; the failure rolls that attempt
+    back whole and the batch is stored again message by message: the message before
+    the failure is stored once, with one `opened` event, not twice."""
     ing = make(db_url, handlers=[Exploding("boom")])
     res = ing.ingest_batch("inbox", "INBOX", 7, items(
         raw_mail(msgid="<a@x>", subject="fine"), raw_mail(msgid="<b@x>", subject="boom"),
@@ -89,6 +93,8 @@ def test_failing_message_is_quarantined_and_batch_goes_on(db_url: str) -> None:
         assert [(r.uid, r.error) for r in q] == [(2, "RuntimeError: handler bug")]
         assert s.scalar(select(func.count(MessageRow.id))) == 2
         assert s.scalar(select(func.count(Ticket.id))) == 2
+        assert s.scalar(select(func.count(Event.id)).where(Event.kind == "opened")) == 2
+    assert "batch of 3 rolled back, storing it again message by message" in caplog.text
 
 
 def test_unparseable_message_is_stored_flagged(db_url: str) -> None:
