@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, ColumnElement, insert, inspect, literal, select, update
+from sqlalchemy import JSON, ColumnElement, Select, insert, inspect, literal, select, update
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import InstrumentedAttribute, Session
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -130,6 +130,8 @@ def _record(session: Session, now: datetime, kind: str, due: InstrumentedAttribu
     ids, sorted. Set-based whatever the number of tickets: UPDATE ... WHERE id IN
     (SELECT ... FOR UPDATE SKIP LOCKED) RETURNING id, then INSERT INTO events ... SELECT."""
     locked = select(Ticket.id).where(*where).with_for_update(skip_locked=True)
+    if session.get_bind().dialect.name == "postgresql":
+        return _record_in_one_statement(session, now, kind, due, values, locked)
     ids = sorted(session.scalars(
         update(Ticket).where(Ticket.id.in_(locked)).values(**values).returning(Ticket.id),
         execution_options={"synchronize_session": False}))
@@ -139,6 +141,23 @@ def _record(session: Session, now: datetime, kind: str, due: InstrumentedAttribu
             ["ticket_id", "at", "kind", "actor", "detail"],
             select(Ticket.id, literal(now, Event.at.type), literal(kind), literal("maild"),
                    _DueDetail(due)).where(Ticket.id.in_(ids[chunk:chunk + ID_CHUNK]))))
+    return ids
+
+
+def _record_in_one_statement(session: Session, now: datetime, kind: str,
+                             due: InstrumentedAttribute[Any], values: dict[str, Any],
+                             locked: Select[Any]) -> list[int]:
+    """`_record` for PostgreSQL, which runs an UPDATE inside a WITH: the events are
+    inserted from the UPDATE's RETURNING, without a second pass over tickets."""
+    flagged = (update(Ticket).where(Ticket.id.in_(locked)).values(**values)
+               .returning(Ticket.id, due.label("due")).cte("flagged"))
+    events = insert(Event).from_select(
+        ["ticket_id", "at", "kind", "actor", "detail"],
+        select(flagged.c.id, literal(now, Event.at.type), literal(kind), literal("maild"),
+               _DueDetail(flagged.c.due))).returning(Event.ticket_id)
+    ids = sorted(int(tid) for tid in session.scalars(
+        events, execution_options={"synchronize_session": False}) if tid is not None)
+    _expire(session, ids, list(values))
     return ids
 
 
