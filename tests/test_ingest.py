@@ -11,7 +11,8 @@ from maild.calendar import BusinessCalendar
 from maild.clock import FixedClock
 from maild.ingest import IngestItem, Ingestor
 from maild.report.kpi import compute_stats
-from maild.store.models import Event, MessageRow, Quarantine, Ticket
+from maild.store import repo
+from maild.store.models import Event, Mailbox, MessageRow, Quarantine, Ticket
 from maild.views import list_tickets, show_ticket
 from tests.builders import migrated_sessions, raw_mail, utc
 
@@ -189,3 +190,25 @@ def test_first_response_figures_recorded_with_the_reply(db_url: str) -> None:
         assert (t.frt_wall_seconds, t.frt_business_seconds) == (None, None)
         stats = compute_stats(s, cal, utc(2026, 11, 2), utc(2026, 11, 3), utc(2026, 11, 3))
     assert stats["frt_wall_seconds"]["median"] == 9000  # from 09:00 now
+
+
+def test_mailbox_row_created_meanwhile_is_read_not_duplicated(
+        db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """At a first start the poller and a scheduler job both create the mailbox row; the
+    one that loses the race reads the other's row instead of failing its batch or job."""
+    sessions = migrated_sessions(db_url)
+    with sessions() as s:
+        looked = s.scalar
+
+        def look_then_lose_the_race(*args: object, **kw: object) -> object:
+            found = looked(*args, **kw)  # type: ignore[arg-type]
+            with sessions.begin() as other:  # the other job creates it now
+                other.add(Mailbox(address="support@example.com", created_at=utc(2026, 11, 2)))
+            return found
+
+        monkeypatch.setattr(s, "scalar", look_then_lose_the_race)
+        mailbox = repo.get_or_create_mailbox(s, "Support@example.com", utc(2026, 11, 2))
+        s.commit()
+        assert mailbox.address == "support@example.com"
+    with sessions() as s:
+        assert s.scalar(select(func.count(Mailbox.id))) == 1

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from maild.store.models import (
@@ -26,12 +27,18 @@ IN_CHUNK = 500  # values per IN (...): SQLite refuses more than 32,766 variables
 
 
 def get_or_create_mailbox(session: Session, address: str, now: datetime) -> Mailbox:
+    """The mailbox row for `address`, created if missing. At a first start the poller and
+    the scheduler's jobs may both create it: the loser of that race reads the winner's."""
     address = address.lower()
-    found = session.scalar(select(Mailbox).where(Mailbox.address == address))
+    query = select(Mailbox).where(Mailbox.address == address)
+    found = session.scalar(query)
     if found is None:
-        found = Mailbox(address=address, created_at=now)
-        session.add(found)
-        session.flush()
+        try:
+            with session.begin_nested():
+                found = Mailbox(address=address, created_at=now)
+                session.add(found)
+        except IntegrityError:
+            found = session.scalars(query).one()
     return found
 
 
