@@ -130,33 +130,33 @@ def first_responses(session: Session, calendar: BusinessCalendar, since: datetim
     are computed here from their messages, with `calendar`."""
     period = (Ticket.first_response_at >= since, Ticket.first_response_at < end,
               *ticket_scope(mailbox_id))
+    recorded = and_(Ticket.frt_business_seconds.is_not(None),
+                    Ticket.frt_wall_seconds.is_not(None), Ticket.first_responder.is_not(None))
     met = case((Ticket.sla_due_at.is_(None), None),
                (Ticket.first_response_at <= Ticket.sla_due_at, True), else_=False)
     rows = session.connection().execute(select(
         Ticket.mailbox_id, Ticket.first_responder, Ticket.frt_wall_seconds,
         Ticket.frt_business_seconds, met,
-    ).where(*period, Ticket.frt_business_seconds.is_not(None),
-            Ticket.frt_wall_seconds.is_not(None), Ticket.first_responder.is_not(None)))
+    ).where(*period, recorded))
     out = [FirstResponse(*row) for row in rows]
-    out += _computed_first_responses(session, calendar, period)
+    out += _computed_first_responses(session, calendar, (*period, ~recorded))
     return out
 
 
 def _computed_first_responses(session: Session, calendar: BusinessCalendar,
-                              period: Sequence[ColumnElement[bool]]) -> list[FirstResponse]:
-    """`first_responses` for tickets without recorded figures, from their messages."""
+                              where: Sequence[ColumnElement[bool]]) -> list[FirstResponse]:
+    """`first_responses` for the tickets matching `where` (those without recorded
+    figures), from their messages."""
     m = MessageRow
     first_in = func.min(case((and_(m.direction == "in", m.auto == false()), m.arrived_at)))
     author = func.min(case((and_(*_agent_message(), m.arrived_at == Ticket.first_response_at),
                             m.from_name + _SEP + m.from_addr)))
     ticket = (Ticket.id, Ticket.mailbox_id, Ticket.created_at, Ticket.first_response_at,
               Ticket.sla_due_at)
-    missing = or_(Ticket.frt_business_seconds.is_(None), Ticket.frt_wall_seconds.is_(None),
-                  Ticket.first_responder.is_(None))
     rows = session.execute(select(
         Ticket.id, Ticket.mailbox_id, func.coalesce(first_in, Ticket.created_at),
         Ticket.first_response_at, Ticket.sla_due_at, author,
-    ).outerjoin(m, m.ticket_id == Ticket.id).where(*period, missing).group_by(*ticket)).all()
+    ).outerjoin(m, m.ticket_id == Ticket.id).where(*where).group_by(*ticket)).all()
     out = []
     for _tid, mailbox, start, answered, due, who in rows:
         start = _aware(start)
