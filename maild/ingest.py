@@ -7,7 +7,9 @@ that fails is quarantined raw with its error and the batch goes on; a failing
 database (OperationalError: locked, timed out, gone) fails the whole batch
 instead, so good mail is never quarantined for it and the batch is retried.
 The savepoints cost two statements and a flush per message, so a batch is first
-stored without them and only stored again with them when a message fails.
+stored without them and only stored again with them when a message fails. New
+rows get their ids before the INSERT (`maild.store.ids`), so without savepoints
+the batch's rows are inserted together at the next flush, not one by one.
 After a message is stored, the registered handlers (rules, auto-replies,
 drafts) run in the same transaction. Messages are parsed before the transaction opens, and
 the writer's lookups for the whole batch are made once (`TicketWriter.prepare`).
@@ -167,6 +169,7 @@ class Ingestor:
             raise  # the database, not the message, failed: the whole batch rolls back
         except Exception as exc:
             log.exception("quarantined uid=%s folder=%s: %s", item.uid, folder, exc)
+            writer.ids.rolled_back()
             self._quarantine(session, writer.mailbox_id, folder, uidvalidity, item, exc)
             result.quarantined += 1
             return

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
+from sqlalchemy import inspect
 from sqlalchemy.orm import Session
 
 from maild.calendar import BusinessCalendar
@@ -23,7 +24,8 @@ from maild.parse import ParsedMessage
 from maild.sla import answered, set_status
 from maild.store import repo
 from maild.store.batch import BatchLookup
-from maild.store.models import MessageRow, MessageSource, Ticket
+from maild.store.ids import IdAllocator
+from maild.store.models import Customer, MessageRow, MessageSource, Ticket
 from maild.threads import ThreadDecision, decide_thread, normalize_subject
 
 ABSURD_DATE = timedelta(hours=24)
@@ -93,6 +95,8 @@ class TicketWriter:
         self.lookup: repo.SqlThreadLookup | BatchLookup = repo.SqlThreadLookup(session,
                                                                                 mailbox_id)
         self.batch: BatchLookup | None = None
+        self.ids = IdAllocator(session)
+        self._opened: dict[int, Ticket] = {}  # tickets opened here, maybe not flushed yet
 
     def prepare(self, batch: Sequence[Incoming], now: datetime) -> None:
         """Look up everything `batch` will ask about, one query per kind."""
@@ -128,12 +132,12 @@ class TicketWriter:
         decision = decide_thread(parsed, counterpart=counterpart, outbound=outbound,
                                  lookup=self.lookup, arrived_at=arrived, window=self.window)
         if decision.ticket_id is not None and not outbound:
-            decision = self._past_reopen_window(decision, arrived)
+            decision = self._past_reopen_window(decision, decision.ticket_id, arrived)
         new = decision.ticket_id is None
-        if new:
+        if decision.ticket_id is None:
             ticket, new_customer = self._open(parsed, counterpart, arrived, now, outbound)
         else:
-            ticket, new_customer = self.session.get_one(Ticket, decision.ticket_id), False
+            ticket, new_customer = self._ticket(decision.ticket_id), False
         row = self._row(parsed, ticket, outbound, automatic, arrived, now,
                         folder, uidvalidity, uid, internaldate)
         self.session.add(MessageSource(message_pk=row.id, raw=raw))
@@ -161,15 +165,23 @@ class TicketWriter:
             return self.batch.message_exists(message_id)
         return repo.message_exists(self.session, self.mailbox_id, message_id)
 
+    def _ticket(self, ticket_id: int) -> Ticket:
+        """The ticket; one this writer opened is found without a query (which would
+        flush the batch so far to find it)."""
+        opened = self._opened.get(ticket_id)
+        if opened is not None and inspect(opened).pending:
+            return opened
+        return self.session.get_one(Ticket, ticket_id)
+
     def _previous_tickets(self, ticket: Ticket) -> int | None:
         if self.batch is None:
             return None
         return self.batch.previous_ticket_count(ticket.customer_id, ticket.id)
 
-    def _past_reopen_window(self, decision: ThreadDecision, arrived: datetime
-                            ) -> ThreadDecision:
+    def _past_reopen_window(self, decision: ThreadDecision, ticket_id: int,
+                            arrived: datetime) -> ThreadDecision:
         """A customer writing long after a ticket was solved starts a new one."""
-        ticket = self.session.get_one(Ticket, decision.ticket_id)
+        ticket = self._ticket(ticket_id)
         if self.reopen_window is None or ticket.status != "solved" or ticket.solved_at is None:
             return decision
         if arrived - ticket.solved_at <= self.reopen_window:
@@ -179,32 +191,42 @@ class TicketWriter:
 
     def _open(self, parsed: ParsedMessage, counterpart: str, arrived: datetime,
               now: datetime, outbound: bool) -> tuple[Ticket, bool]:
-        """A new ticket (and whether its customer is new too), added to the session:
-        `_row` flushes them with the first message."""
+        """A new ticket (and whether its customer is new too), added to the session with
+        its id: the rows are inserted at the next flush (a query's, or the commit's)."""
         name = "" if outbound else parsed.from_name
-        address = counterpart or "unknown@invalid"
-        customer = self.batch.customer(address) if self.batch is not None else None
-        new_customer = False
-        if customer is None:
-            customer = repo.get_or_create_customer(self.session, address, name, now,
-                                                   flush=False)
-            new_customer = customer.id is None
-        elif name and not customer.name:
-            customer.name = name
-        ticket = Ticket(mailbox_id=self.mailbox_id, customer=customer,
+        customer, new_customer = self._customer(counterpart or "unknown@invalid", name, now)
+        ticket = Ticket(id=self.ids.next("tickets"), mailbox_id=self.mailbox_id,
+                        customer=customer, customer_id=customer.id,
                         subject=parsed.subject, normalized_subject=normalize_subject(
                             parsed.subject), status="open" if outbound else "new",
                         priority="normal", tags=[], created_at=arrived, updated_at=now,
                         last_customer_at=None if outbound else arrived, agent_replies=0,
-                        sla_breached=False)
+                        sla_breached=False, next_breached=False, suggestions=[])
         self.session.add(ticket)
+        self._opened[ticket.id] = ticket
         return ticket, new_customer
+
+    def _customer(self, address: str, name: str, now: datetime) -> tuple[Customer, bool]:
+        """The customer row for `address` and whether it is new; a new one has its id.
+        An address the batch announced and did not find is new without asking SQL."""
+        found = self.batch.customer(address) if self.batch is not None else None
+        if found is None and not (self.batch is not None and self.batch.knows_absent(address)):
+            found = repo.find_customer(self.session, address)
+        if found is None:
+            found = Customer(id=self.ids.next("customers"), address=address, name=name,
+                             created_at=now)
+            self.session.add(found)
+            return found, True
+        if name and not found.name:
+            found.name = name
+        return found, False
 
     def _row(self, parsed: ParsedMessage, ticket: Ticket, outbound: bool, automatic: bool,
              arrived: datetime, now: datetime, folder: str | None, uidvalidity: int | None,
              uid: int | None, internaldate: datetime | None) -> MessageRow:
         row = MessageRow(
-            ticket=ticket, mailbox_id=self.mailbox_id, message_id=parsed.message_id,
+            id=self.ids.next("messages"), ticket=ticket, ticket_id=ticket.id,
+            mailbox_id=self.mailbox_id, message_id=parsed.message_id,
             in_reply_to=" ".join(parsed.in_reply_to) or None,
             references=" ".join(parsed.references) or None,
             direction="out" if outbound else "in", auto=automatic,
@@ -215,8 +237,7 @@ class TicketWriter:
             attachments=[asdict(a) for a in parsed.attachments],
             parse_error=parsed.parse_error, folder=folder, uidvalidity=uidvalidity, uid=uid,
             created_at=now)
-        self.session.add(row)
-        self.session.flush()  # one flush: the new ticket and customer, if any, and the row
+        self.session.add(row)  # no flush: it has its id, and the batch's rows go together
         return row
 
     def _agent_reply(self, ticket: Ticket, row: MessageRow, arrived: datetime) -> None:

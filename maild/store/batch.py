@@ -9,7 +9,7 @@ the session, so `session.get` finds them) and the ids of all their tickets.
 What the batch itself adds (message rows, tickets, customers) is registered
 here as ORM objects and answered from their live state: an object whose
 savepoint was rolled back (a quarantined message) or that a handler deleted is
-no longer persistent and so no longer counts, and a handler's change to a
+neither pending nor persistent any more and so no longer counts, and a handler's change to a
 ticket is seen as SQL would see it. Keys the batch did not announce fall back
 to the per-message queries of `maild.store.repo`. Reads only; never flushes
 or commits.
@@ -37,8 +37,10 @@ def _chunks(values: Iterable[str]) -> list[list[str]]:
 
 
 def _live(obj: object) -> bool:
-    """Still in the database as far as this transaction knows."""
-    return bool(inspect(obj).persistent)
+    """In the database as far as this transaction knows, or on its way there (added
+    with its id, not flushed yet): not rolled back with a savepoint, not deleted."""
+    state = inspect(obj)
+    return bool(state.persistent or state.pending)
 
 
 class BatchLookup:
@@ -111,7 +113,7 @@ class BatchLookup:
 
     def stored(self, row: MessageRow, ticket: Ticket, *, opened: bool, new_customer: bool
                ) -> None:
-        """`row` was added (flushed) to `ticket`, which the batch may have just `opened`
+        """`row` was added to `ticket`, which the batch may have just `opened`
         (for a customer it may have just created): a recent-ticket candidate now."""
         self._rows[row.message_id] = row
         if opened:
@@ -161,6 +163,11 @@ class BatchLookup:
         """The customer row for `address` if the batch knows it exists; None: ask SQL."""
         found = self._customers.get(address)
         return found if found is not None and _live(found) else None
+
+    def knows_absent(self, address: str) -> bool:
+        """`address` was announced, had no customer row before the batch and has none
+        from the batch either: a new customer, no need to ask SQL."""
+        return address in self._addresses and self.customer(address) is None
 
     def previous_ticket_count(self, customer_id: int, before_ticket: int) -> int | None:
         """Tickets of the customer older than `before_ticket`; None when not known here."""

@@ -178,6 +178,9 @@ class MessageSource(Base):
     message_pk: Mapped[int] = mapped_column(ForeignKey("messages.id"), primary_key=True)
     raw: Mapped[bytes] = mapped_column(LargeBinary)
 
+    # never set or read: it tells a flush to insert the message before its source
+    message: Mapped[MessageRow] = relationship()
+
 
 class Event(Base):
     """Append-only ticket history: what happened, when, and why."""
@@ -191,6 +194,9 @@ class Event(Base):
     kind: Mapped[str] = mapped_column(String(64))
     actor: Mapped[str] = mapped_column(String(320), default="maild")
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    # never set or read: it tells a flush to insert the ticket before its events
+    ticket: Mapped[Ticket | None] = relationship()
 
 
 class Quarantine(Base):

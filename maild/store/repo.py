@@ -42,19 +42,8 @@ def get_or_create_mailbox(session: Session, address: str, now: datetime) -> Mail
     return found
 
 
-def get_or_create_customer(session: Session, address: str, name: str,
-                           now: datetime, *, flush: bool = True) -> Customer:
-    """The customer row for `address`; a new one is flushed unless `flush` is False
-    (then its id is None until the caller's next flush)."""
-    found = session.scalar(select(Customer).where(Customer.address == address))
-    if found is None:
-        found = Customer(address=address, name=name, created_at=now)
-        session.add(found)
-        if flush:
-            session.flush()
-    elif name and not found.name:
-        found.name = name
-    return found
+def find_customer(session: Session, address: str) -> Customer | None:
+    return session.scalar(select(Customer).where(Customer.address == address))
 
 
 def get_folder_state(session: Session, mailbox_id: int, role: str) -> FolderState | None:
