@@ -15,9 +15,11 @@ Prints msg/s of each and maild's share of the raw rate (target >= 40% on SQLite)
 
 from __future__ import annotations
 
+import email
+import email.policy
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from bench.common import (
@@ -34,14 +36,18 @@ from bench.mailgen import fill
 from maild.app import App, build_app
 from maild.config import load_config
 from maild.daemon import run_once
+from maild.parse import parse_message
 from maild.store.db import upgrade
 
 TARGET = 0.40
 FETCH_ITEMS = [b"BODY.PEEK[]", b"INTERNALDATE"]
 
 
-def raw_fetch(stack: MailStack, batch: int = 200) -> tuple[int, float]:
-    """The baseline: fetch every message's bytes, as fast as imapclient can; (n, s)."""
+def raw_fetch(stack: MailStack, batch: int = 200, keep: list[bytes] | None = None
+              ) -> tuple[int, float]:
+    """The baseline: fetch every message's bytes, as fast as imapclient can; (n, s).
+    With `keep`, the bytes are appended to it (outside the timed part's work: a list
+    append per message)."""
     started = time.perf_counter()
     client = stack.imap()
     try:
@@ -50,10 +56,30 @@ def raw_fetch(stack: MailStack, batch: int = 200) -> tuple[int, float]:
         count = 0
         for i in range(0, len(uids), batch):
             data = client.fetch(uids[i:i + batch], FETCH_ITEMS)
-            count += sum(1 for item in data.values() if item.get(b"BODY[]"))
+            bodies = [item[b"BODY[]"] for item in data.values() if item.get(b"BODY[]")]
+            count += len(bodies)
+            if keep is not None:
+                keep.extend(bodies)
     finally:
         client.logout()
     return count, time.perf_counter() - started
+
+
+def parse_floor(raws: list[bytes]) -> tuple[float, float]:
+    """What parsing alone costs, in msg/s (best of 3): the stdlib's MIME parser (the
+    least any parsing ingest does), and maild's `parse_message` (that, plus bodies,
+    date, attachments and addresses through mail-parser). A ceiling for maild's rate,
+    whatever its storage does: reported so the ratio can be read against it."""
+    def rate(parse: Callable[[bytes], object]) -> float:
+        best = float("inf")
+        for _ in range(3):
+            started = time.perf_counter()
+            for raw in raws:
+                parse(raw)
+            best = min(best, time.perf_counter() - started)
+        return len(raws) / best
+    return (rate(lambda raw: email.message_from_bytes(raw, policy=email.policy.compat32)),
+            rate(parse_message))
 
 
 def build(stack: MailStack, db_url: str, smtp: bool = False) -> App:
@@ -77,6 +103,17 @@ def maild_ingest(app: App, profile: bool) -> tuple[int, int, float, float]:
     stored = sum(r.stored for r in reports)
     quarantined = sum(f.quarantined for r in reports for f in r.folders.values())
     return stored, quarantined, elapsed, cpu
+
+
+def report_floor(stack: MailStack) -> None:
+    raws: list[bytes] = []
+    raw_n, raw_s = raw_fetch(stack, keep=raws)
+    raw_rate = raw_n / raw_s
+    stdlib, maild = parse_floor(raws)
+    print(f"parsing alone: raw FETCH {raw_rate:,.0f} msg/s; stdlib MIME parse {stdlib:,.0f} "
+          f"msg/s; maild parse_message {maild:,.0f} msg/s = {maild / raw_rate:.0%} of raw "
+          f"FETCH (fetch + parse in series: {1 / (1 / raw_rate + 1 / maild) / raw_rate:.0%}), "
+          "before any threading, rule or write", flush=True)
 
 
 def one_backend(stack: MailStack, kind: str, count: int, profile: bool) -> bool:
@@ -105,6 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with MailStack() as stack:
         log_to_file(Path(stack.workdir) / "maild.log")
         print(fill(stack, args.messages), flush=True)
+        report_floor(stack)
         ok = [one_backend(stack, kind, args.messages, args.profile) for kind in args.backends]
     return 0 if all(ok) else 1
 
