@@ -9,7 +9,9 @@ instead, so good mail is never quarantined for it and the batch is retried.
 The savepoints cost two statements and a flush per message, so a batch is first
 stored without them and only stored again with them when a message fails. New
 rows get their ids before the INSERT (`maild.store.ids`), so without savepoints
-the batch's rows are inserted together at the next flush, not one by one.
+the batch's rows are inserted together at the next flush, not one by one; a row
+refused there (a handler's bad row, say) is a message's failure like any other:
+the batch is stored again message by message and only its message quarantined.
 After a message is stored, the registered handlers (rules, auto-replies,
 drafts) run in the same transaction. Messages are parsed before the transaction opens, and
 the writer's lookups for the whole batch are made once (`TicketWriter.prepare`).
@@ -59,7 +61,10 @@ class _MessageFailed(Exception):
     """A message failed in a batch stored without savepoints: redo it with them."""
 
     def __init__(self, uid: int | None) -> None:
-        super().__init__(f"uid={uid}")
+        # "at": a query of that message may have written (and failed on) an earlier
+        # message's rows; None: a row was refused when the batch's rows were written
+        self.where = f"at uid={uid}" if uid is not None else "a row refused at the batch's flush"
+        super().__init__(self.where)
         self.uid = uid
 
 
@@ -109,8 +114,8 @@ class Ingestor:
             return self._store(role, folder, uidvalidity, items, parsed, highest_modseq,
                                isolate=False)
         except _MessageFailed as failed:
-            log.warning("%s: a message failed (uid=%s: %s); batch of %d rolled back, storing "
-                        "it again message by message", folder, failed.uid, failed.__cause__,
+            log.warning("%s: storing failed (%s: %s); batch of %d rolled back, storing "
+                        "it again message by message", folder, failed.where, failed.__cause__,
                         len(items))
             return self._store(role, folder, uidvalidity, items, parsed, highest_modseq,
                                isolate=True)
@@ -131,10 +136,23 @@ class Ingestor:
                     self._one_unisolated(session, writer, role, folder, uidvalidity, item, msg,
                                          result)
                 result.last_uid = max(result.last_uid, item.uid or 0)
+            if not isolate:
+                self._flush_batch(session)
             if uidvalidity is not None:
                 self._advance(session, mailbox.id, role, folder, uidvalidity,
                               result.last_uid, highest_modseq)
         return result
+
+    def _flush_batch(self, session: Session) -> None:
+        """Write the rows of a batch stored without savepoints (unless a query already
+        did). A row the database refuses here is some message's failure, not the
+        database's: the batch is stored again message by message to find it."""
+        try:
+            session.flush()
+        except OperationalError:
+            raise
+        except Exception as exc:
+            raise _MessageFailed(None) from exc
 
     def _parse(self, item: IngestItem) -> ParsedMessage | Exception:
         try:

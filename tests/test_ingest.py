@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from maild.calendar import BusinessCalendar
 from maild.clock import FixedClock
@@ -212,3 +213,38 @@ def test_mailbox_row_created_meanwhile_is_read_not_duplicated(
         assert mailbox.address == "support@example.com"
     with sessions() as s:
         assert s.scalar(select(func.count(Mailbox.id))) == 1
+
+
+class BadRow:
+    """Adds a row the database refuses (an event for a ticket that does not exist): it
+    fails only when flushed, which may be long after the handler returned."""
+
+    name = "bad-row"
+
+    def __init__(self, bad_subject: str) -> None:
+        self.bad = bad_subject
+
+    def handle(self, session: Session, stored: object, parsed: object) -> None:
+        if getattr(parsed, "subject", "") == self.bad:
+            repo.add_event(session, 999_999_999, utc(2026, 11, 2, 12), "note")
+
+
+@pytest.mark.parametrize("position", ["middle", "last"])
+def test_row_refused_at_flush_quarantines_its_message_not_the_batch(
+        db_url: str, position: str) -> None:
+    """Without savepoints a batch's rows are flushed together, so a refused row surfaces
+    at a later query or at the batch's last flush: the batch is stored again message by
+    message, and only the message whose row was refused is quarantined."""
+    ing = make(db_url, handlers=[BadRow("refused")])
+    subjects = ["one", "refused", "three"] if position == "middle" else \
+        ["one", "two", "refused"]
+    res = ing.ingest_batch("inbox", "INBOX", 7, items(*(
+        raw_mail(frm=f"c{i}@example.net", msgid=f"<r{i}@x>", subject=subject)
+        for i, subject in enumerate(subjects))))
+    assert (res.stored, res.quarantined, res.last_uid) == (2, 1, 3)
+    bad_uid = subjects.index("refused") + 1
+    with ing.sessions() as s:
+        assert [r.uid for r in s.scalars(select(Quarantine))] == [bad_uid]
+        assert s.scalar(select(func.count(MessageRow.id))) == 2
+    state = ing.checkpoint("inbox")
+    assert state is not None and state.last_uid == 3
