@@ -116,15 +116,46 @@ def decode_header_value(value: Any) -> str:
     return clean_header(decoded)
 
 
+# Longest values kept, as the database's columns are (maild.store.models): an address
+# (RFC 5321 allows 254), a display name, a Message-ID (one 998-character line). Longer
+# ones are clipped here, so the clipped value is also the key every lookup uses, and the
+# message is flagged (OVERLONG); the raw source keeps the whole header.
+ADDRESS_MAX, NAME_MAX, MESSAGE_ID_MAX = 320, 255, 998
+OVERLONG = "OverlongHeaderValueDefect"
+
+
 def extract_ids(value: str | None) -> tuple[str, ...]:
-    """Message-IDs in a header value, in order, de-duplicated."""
+    """Message-IDs in a header value, in order, de-duplicated, at most MESSAGE_ID_MAX long."""
     if not value:
         return ()
     out: list[str] = []
     for mid in MSGID_RE.findall(value):
+        mid = mid[:MESSAGE_ID_MAX]
         if mid not in out:
             out.append(mid)
     return tuple(out)
+
+
+def _bounded(addr: str) -> str:
+    """`addr` at most ADDRESS_MAX long, still local@domain: the local part gives way."""
+    if len(addr) <= ADDRESS_MAX:
+        return addr
+    local, at, domain = addr.rpartition("@")
+    if not at:
+        return addr[:ADDRESS_MAX]
+    domain = domain[:ADDRESS_MAX // 2]
+    return f"{local[:ADDRESS_MAX - len(domain) - 1]}@{domain}"
+
+
+def _overlong(msg: Message) -> bool:
+    """A header that `_base_fields` clips (a Message-ID, or an address or name)."""
+    ids = (msg.get("Message-ID"), *(msg.get_all("In-Reply-To") or []),
+           *(msg.get_all("References") or []))
+    if any(len(mid) > MESSAGE_ID_MAX for v in ids if v for mid in MSGID_RE.findall(str(v))):
+        return True
+    limit = max(ADDRESS_MAX, NAME_MAX)
+    return any(len(str(v)) > limit for name in ("From", "To", "Cc", "Reply-To")
+               for v in msg.get_all(name) or [])
 
 
 def synthetic_message_id(raw: bytes) -> str:
@@ -139,9 +170,9 @@ def _addresses(values: Iterable[str]) -> tuple[Address, ...]:
     for value in values:
         decoded = decode_header_value(value)
         for name, addr in _pairs(decoded):
-            addr = clean_header(addr).lower()
+            addr = _bounded(clean_header(addr).lower())
             if addr and "@" in addr:
-                out.append(Address(clean_header(name), addr))
+                out.append(Address(clean_header(name)[:NAME_MAX], addr))
     return tuple(out)
 
 
@@ -221,7 +252,8 @@ def _base_fields(msg: Message, raw: bytes) -> dict[str, Any]:
         "headers": _headers(msg),
         "content_type": clean_header(msg.get_content_type()).lower(),
         "raw_size": len(raw),
-        "defects": tuple(type(d).__name__ for d in msg.defects),
+        "defects": (*(type(d).__name__ for d in msg.defects),
+                    *((OVERLONG,) if _overlong(msg) else ())),
     }
 
 
@@ -229,7 +261,8 @@ SERIOUS_DEFECTS = frozenset({
     "CloseBoundaryNotFoundDefect", "StartBoundaryNotFoundDefect", "NoBoundaryInMultipartDefect",
     "MultipartInvariantViolationDefect", "InvalidBase64PaddingDefect",
     "InvalidBase64CharactersDefect", "InvalidBase64LengthDefect",
-    "MissingHeaderBodySeparatorDefect", "InvalidMultipartContentTransferEncodingDefect"})
+    "MissingHeaderBodySeparatorDefect", "InvalidMultipartContentTransferEncodingDefect",
+    OVERLONG})
 
 
 def _all_defects(msg: Message) -> tuple[str, ...]:
@@ -292,7 +325,7 @@ def parse_message(raw: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> ParsedMes
         base = _base_fields(msg, raw)
     except Exception as exc:  # RecursionError on deep nesting, and others
         return _headers_only(raw, f"MIME parser failed: {type(exc).__name__}")
-    base["defects"] = _all_defects(msg)
+    base["defects"] = tuple(dict.fromkeys((*_all_defects(msg), *base["defects"])))
     try:
         mp = mailparser.MailParser(msg)  # the same Message: MIME is parsed once
         text = clean_text("\n".join(mp.text_plain))
