@@ -153,9 +153,10 @@ def _overlong(msg: Message) -> bool:
            *(msg.get_all("References") or []))
     if any(len(mid) > MESSAGE_ID_MAX for v in ids if v for mid in MSGID_RE.findall(str(v))):
         return True
-    limit = max(ADDRESS_MAX, NAME_MAX)
-    return any(len(str(v)) > limit for name in ("From", "To", "Cc", "Reply-To")
-               for v in msg.get_all(name) or [])
+    long_values = [str(v) for header in ("From", "To", "Cc", "Reply-To")
+                   for v in msg.get_all(header) or [] if len(str(v)) > NAME_MAX]
+    return any(len(clean_header(addr)) > ADDRESS_MAX or len(clean_header(name)) > NAME_MAX
+               for value in long_values for name, addr in _pairs(decode_header_value(value)))
 
 
 def synthetic_message_id(raw: bytes) -> str:

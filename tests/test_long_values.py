@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from maild.parse import ADDRESS_MAX, MESSAGE_ID_MAX, NAME_MAX, OVERLONG
+from maild.parse import ADDRESS_MAX, MESSAGE_ID_MAX, NAME_MAX, OVERLONG, parse_message
 from maild.store.models import Customer, MessageRow, Quarantine, Ticket
 from tests.builders import raw_mail
 from tests.test_ingest import items, make
@@ -71,3 +71,9 @@ def test_any_overlong_string_is_clipped_with_a_log_line(
     with ing.sessions() as s:
         assert len(s.scalars(select(Ticket)).one().first_responder or "") == 255
     assert "Ticket.first_responder: value of 412 characters clipped to 255" in caplog.text
+
+
+def test_many_recipients_are_not_an_overlong_value() -> None:
+    to = ", ".join(f"Person {i} <p{i}@example.org>" for i in range(200))
+    parsed = parse_message(raw_mail(to=to))
+    assert len(parsed.to) == 200 and parsed.parse_error is None
