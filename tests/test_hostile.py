@@ -105,6 +105,9 @@ HOSTILE = {
                          b"Message-ID: <h@x>\r\n\r\nbody", None),
     "truncated-mime": (SAMPLE.replace(b"text/plain", b"multipart/mixed; boundary=zz")[:200],
                        None),
+    "overlong-headers": (("From: \"" + "N" * 300 + "\" <" + "a" * 400 + "@example.org>\r\n"
+                          "Subject: long\r\nMessage-ID: <" + "i" * 1200 + "@x>\r\n\r\nhi\r\n"
+                          ).encode(), "OverlongHeaderValueDefect"),
     "wrong-charset": (raw_mail(body="x").replace(b"utf-8", b"klingon-8") +
                       "şğı".encode("cp1254"), None),
 }
