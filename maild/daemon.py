@@ -25,6 +25,7 @@ from maild.store.db import DatabaseError, describe_error
 log = logging.getLogger("maild.daemon")
 OUTBOX_INTERVAL = 15.0
 DRAIN_SECONDS = 7.0
+SIGNAL_SLICE = 0.5  # longest the main thread sleeps without running a signal's handler
 
 
 def _log_cycle(address: str) -> Callable[[CycleReport], None]:
@@ -98,6 +99,18 @@ def _safe_deliver(app: App) -> None:
         log.exception("outbox/drafts pass failed")
 
 
+def _nap(wake: threading.Event, stop: threading.Event, seconds: float) -> None:
+    """Wait up to `seconds` for `wake`, in slices of SIGNAL_SLICE. Linux may hand SIGTERM
+    to any of our threads, and Python runs its handler only when the main thread next
+    runs Python code: one long wait would hold a stop back for all of it."""
+    deadline = time.monotonic() + seconds
+    while not wake.is_set() and not stop.is_set():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        wake.wait(min(left, SIGNAL_SLICE))
+
+
 def run_forever(app: App, stop: threading.Event | None = None) -> None:
     stop = stop or threading.Event()
     wake = threading.Event()
@@ -136,7 +149,7 @@ def run_forever(app: App, stop: threading.Event | None = None) -> None:
     log.info("maild running: %d mailbox(es), scheduler with %d job(s)", len(threads),
              len(scheduler.get_jobs()))
     while not stop.is_set():
-        wake.wait(OUTBOX_INTERVAL)
+        _nap(wake, stop, OUTBOX_INTERVAL)
         if wake.is_set() and not stop.is_set():  # new mail may have queued auto-replies
             wake.clear()
             _safe_deliver(app)

@@ -112,9 +112,16 @@ class Daemon:
         return self.proc.wait(timeout=timeout)
 
     def stop(self, signum: int = 15, timeout: float = 15) -> int:
-        """Send `signum` (SIGTERM by default) and wait for the exit; the exit code."""
+        """Send `signum` (SIGTERM by default) and wait for the exit; the exit code. If it
+        does not exit in time, kill it and fail with its log, which says where it hung."""
         self.proc.send_signal(signum)
-        return self.proc.wait(timeout=timeout)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"maild did not exit within {timeout} s of signal {signum}:"
+                                 f"\n{self.output}") from None
 
     def __enter__(self) -> Daemon:
         return self
