@@ -46,8 +46,8 @@ FETCH_ITEMS = [b"BODY.PEEK[]", b"INTERNALDATE"]
 def raw_fetch(stack: MailStack, batch: int = 200, keep: list[bytes] | None = None
               ) -> tuple[int, float]:
     """The baseline: fetch every message's bytes, as fast as imapclient can; (n, s).
-    With `keep`, the bytes are appended to it (outside the timed part's work: a list
-    append per message)."""
+    With `keep`, the bytes are also appended to it (a list append per message, timed
+    with the rest: negligible)."""
     started = time.perf_counter()
     client = stack.imap()
     try:

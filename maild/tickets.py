@@ -133,11 +133,11 @@ class TicketWriter:
                                  lookup=self.lookup, arrived_at=arrived, window=self.window)
         if decision.ticket_id is not None and not outbound:
             decision = self._past_reopen_window(decision, decision.ticket_id, arrived)
-        new = decision.ticket_id is None
         if decision.ticket_id is None:
             ticket, new_customer = self._open(parsed, counterpart, arrived, now, outbound)
         else:
             ticket, new_customer = self._ticket(decision.ticket_id), False
+        new = decision.ticket_id is None
         row = self._row(parsed, ticket, outbound, automatic, arrived, now,
                         folder, uidvalidity, uid, internaldate)
         self.session.add(MessageSource(message_pk=row.id, raw=raw))
