@@ -23,7 +23,7 @@ from maild.outbox import enqueue
 from maild.parse import ParsedMessage
 from maild.sla import set_status, start_clock, start_next_response
 from maild.store import repo
-from maild.store.models import Mailbox, OutboxRow, Ticket
+from maild.store.models import Customer, Mailbox, OutboxRow, Ticket
 from maild.tickets import StoredMessage
 
 log = logging.getLogger("maild.actions")
@@ -38,6 +38,11 @@ def rate_limit_reason(session: Session, auto: Automation, recipient: str,
         OutboxRow.created_at >= window))
     if recent:
         return f"rate-limit-sender (one per {auto.settings.per_sender_hours} h)"
+    bounced = session.scalar(select(Customer.bounced_at).where(Customer.address == recipient))
+    hold = timedelta(hours=auto.settings.after_bounce_hours)
+    if bounced is not None and now - bounced < hold:
+        return f"recipient-bounced (our mail to it bounced at {bounced.isoformat()}; " \
+               f"autoreply.after_bounce_hours = {auto.settings.after_bounce_hours})"
     hour = session.scalar(select(func.count(OutboxRow.id)).where(
         OutboxRow.kind == "auto_reply", OutboxRow.created_at >= now - timedelta(hours=1)))
     if (hour or 0) >= auto.settings.global_per_hour:
@@ -60,13 +65,28 @@ def apply_plan(session: Session, auto: Automation, ticket: Ticket, plan: Plan, i
     elif ticket.sla_policy in auto.policies:
         start_next_response(ticket, auto.calendar,
                             auto.policies[ticket.sla_policy].next_response, arrived)
-    if d.spam or d.ignore:
-        set_status(session, ticket, "spam", at, reason=f"rule:{d.source_of('spam')}")
+    if (d.spam or d.ignore) and ticket.status != "filtered":
+        filter_ticket(session, ticket, "spam" if d.spam else "ignored",
+                      f"rule:{d.source_of('spam' if d.spam else 'ignore')}", at)
     if d.matched:
         repo.add_event(session, ticket.id, at, "rules", matched=list(d.matched),
                        priority=ticket.priority, tags=list(d.tags))
     if plan.verdict.automated:
         repo.add_event(session, ticket.id, at, "auto_submitted", reason=plan.verdict.reason)
+
+
+def filter_ticket(session: Session, ticket: Ticket, kind: str, reason: str,
+                  at: datetime) -> None:
+    """Take a ticket out of the backlog, the SLA clock and the KPIs: status `filtered`."""
+    ticket.filtered_kind, ticket.filtered_reason = kind, reason[:255]
+    ticket.sla_due_at = ticket.sla_warn_at = ticket.next_due_at = None
+    set_status(session, ticket, "filtered", at, reason=reason)
+
+
+def _routed_skip(stored: StoredMessage) -> str | None:
+    """An ETA-only suppression the routing found (an agent's forward, say)."""
+    cls = stored.route.classification if stored.route is not None else None
+    return cls.no_autoreply if cls is not None and cls.no_autoreply else None
 
 
 class AutomationHandler:
@@ -85,6 +105,9 @@ class AutomationHandler:
                                "auto_reply_suppressed", reason="loop-guard:own-address",
                                message_id=parsed.message_id)
             return
+        if stored.row.auto:  # machine mail, a note among the team: no rules, no reply
+            self._not_a_customer(session, stored, parsed)
+            return
         ticket = stored.ticket
         mailbox = session.get_one(Mailbox, ticket.mailbox_id)
         previous = stored.previous_tickets
@@ -97,7 +120,8 @@ class AutomationHandler:
         now = self.clock.now()
         apply_plan(session, self.auto, ticket, plan, stored.new_ticket, stored.row.arrived_at,
                    now)
-        reason = plan.skip_reason or rate_limit_reason(session, self.auto, plan.reply_to, now)
+        reason = plan.skip_reason or _routed_skip(stored) or \
+            rate_limit_reason(session, self.auto, plan.reply_to, now)
         if reason is not None:
             if stored.new_ticket or plan.verdict.automated or plan.decision.auto_reply:
                 repo.add_event(session, ticket.id, now, "auto_reply_suppressed", reason=reason,
@@ -105,6 +129,19 @@ class AutomationHandler:
                 log.info("ticket #%d: auto-reply suppressed: %s", ticket.id, reason)
             return
         self._queue_eta(session, ticket, mailbox, plan, parsed, now)
+
+    def _not_a_customer(self, session: Session, stored: StoredMessage,
+                        parsed: ParsedMessage) -> None:
+        row, now = stored.row, self.clock.now()
+        if row.sender_class != "machine":
+            return  # an agent's note or command: the command handler's business
+        reason = f"loop-guard:{row.class_reason}"
+        repo.add_event(session, stored.ticket.id, now, "auto_submitted",
+                       reason=row.class_reason, mail_kind=row.machine_kind)
+        repo.add_event(session, stored.ticket.id, now, "auto_reply_suppressed", reason=reason,
+                       message_id=parsed.message_id)
+        log.info("ticket #%d: %s mail (%s): no rules, no reply", stored.ticket.id,
+                 row.machine_kind, row.class_reason)
 
     def _queue_eta(self, session: Session, ticket: Ticket, mailbox: Mailbox, plan: Plan,
                    parsed: ParsedMessage, now: datetime) -> None:

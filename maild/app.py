@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from maild import smtp
 from maild.actions import AutomationHandler
 from maild.automation import Automation, load_automation
+from maild.classify import ClassifyContext
 from maild.clock import Clock, SystemClock
 from maild.config import Config, MailboxConfig, read_secret
 from maild.errors import MailboxError, MaildError
@@ -26,6 +27,7 @@ from maild.mailbox import ImapSettings, MailboxClient
 from maild.outbox import OutboxSender, RetryPolicy
 from maild.parse import ParseLimits
 from maild.poller import Poller
+from maild.routing import RouteContext
 from maild.smtp import SmtpSettings
 from maild.store.db import current_revision, head_revision, make_engine, make_sessionmaker
 
@@ -71,7 +73,18 @@ class App:
                         calendar=auto.calendar if auto else None,
                         limits=ParseLimits(self.config.limits.max_message_bytes,
                                            self.config.limits.max_mime_parts),
-                        reopen_window_days=self.config.sla.reopen_window_days)
+                        reopen_window_days=self.config.sla.reopen_window_days,
+                        routing=self.routing())
+
+    def routing(self) -> RouteContext:
+        """Who is who when mail is classified: our addresses, the agents, the company."""
+        from maild.commands import is_command_mail
+
+        own = frozenset(self.own_addresses())
+        agents = self.config.agents
+        team = ClassifyContext(own_addresses=own, agent_addresses=frozenset(agents),
+                               company_domains=frozenset(self.config.team.domains))
+        return RouteContext(own, team, partial(is_command_mail, agents=agents))
 
     def _handlers(self, auto: Automation, mb: MailboxConfig) -> list[MessageHandler]:
         """Command mail first (agents only), then rules/ETA (not for commands), drafts."""

@@ -120,11 +120,37 @@ def cmd_tickets_show(args: argparse.Namespace) -> int:
     print(f"#{data['id']} [{data['status']}/{data['priority']}] {data['subject']}")
     print(f"customer {data['customer']}  created {data['created_at']}  "
           f"first response {data['first_response_at'] or '-'}")
+    if data["filtered"]:
+        print(f"filtered: {data['filtered']['kind']} ({data['filtered']['reason']}); "
+              f"`maild tickets recover {data['id']}` if a person wrote it")
     for m in data["messages"]:
-        flag = " (auto)" if m["auto"] else ""
+        flag = f" ({m['kind'] or m['class']})" if m["auto"] else ""
         print(f"  {m['direction']:>3} {m['arrived_at']} {m['from']}{flag}: {m['subject']}")
     for e in data["events"]:
         print(f"  event {e['at']} {e['kind']} {e.get('reason', '')}".rstrip())
+    return 0
+
+
+def cmd_tickets_recover(args: argparse.Namespace) -> int:
+    from maild.recover import recover_ticket
+
+    app = _app(args)
+    app.require_schema()
+    auto = app.automation()
+    policy = auto.policies["default"]
+    now = app.clock.now()
+    with app.sessions.begin() as session:
+        ticket = recover_ticket(session, args.id, calendar=auto.calendar,
+                                first_response=policy.first_response, policy=policy.name,
+                                warn_fraction=auto.warn_fraction, now=now)
+        result = {"id": ticket.id, "status": ticket.status,
+                  "customer": ticket.customer.address, "trusted": True,
+                  "sla_due_at": ticket.sla_due_at.isoformat() if ticket.sla_due_at else None}
+    if args.json:
+        _out(result)
+    else:
+        print(f"#{result['id']} is now {result['status']}; mail from {result['customer']} is "
+              f"a customer's from now on; first response due {result['sla_due_at']}")
     return 0
 
 
@@ -257,7 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     tickets = sub.add_parser("tickets", help="list and show tickets").add_subparsers(
         dest="tickets_cmd", required=True)
     tl = tickets.add_parser("list", help="list tickets")
-    tl.add_argument("--status", choices=["new", "open", "pending", "solved", "spam"])
+    tl.add_argument("--status", choices=["new", "open", "pending", "solved", "filtered"])
     tl.add_argument("--limit", type=int)
     tl.add_argument("--json", action="store_true")
     tl.set_defaults(func=cmd_tickets_list)
@@ -265,6 +291,11 @@ def build_parser() -> argparse.ArgumentParser:
     ts.add_argument("id", type=int)
     ts.add_argument("--json", action="store_true")
     ts.set_defaults(func=cmd_tickets_show)
+    tr = tickets.add_parser("recover", help="make a wrongly filtered ticket a customer's "
+                            "ticket; trust its sender from now on")
+    tr.add_argument("id", type=int)
+    tr.add_argument("--json", action="store_true")
+    tr.set_defaults(func=cmd_tickets_recover)
     from maild.cli_agent import register
     register(sub)
     return p

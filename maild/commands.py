@@ -40,10 +40,11 @@ from maild.replying import (
     prepare_reply,
     send_reply,
 )
+from maild.routing import is_automatic
 from maild.store import repo
 from maild.store.models import Event, Mailbox, Ticket
 from maild.threads import ticket_tags
-from maild.tickets import StoredMessage, is_automatic
+from maild.tickets import StoredMessage
 
 VERBS: tuple[str, ...] = ("macro", "status", "tag", "assign")
 SINGLE: frozenset[str] = frozenset({"macro", "status", "assign"})

@@ -111,6 +111,8 @@ class AutoReplyConfig:
     global_per_hour: int = doc("at most this many ETA replies per hour in all", default=200)
     max_age_hours: int = doc("never auto-reply to mail that arrived longer ago than this "
                              "(e.g. the backlog maild finds on its first run)", default=24)
+    after_bounce_hours: int = doc("no ETA reply to an address for this many hours after our "
+                                  "mail to it bounced for good", default=72)
 
 
 @dataclass(frozen=True)
@@ -144,6 +146,13 @@ class PathsConfig:
 
 
 @dataclass(frozen=True)
+class TeamConfig:
+    domains: tuple[str, ...] = doc("company domains whose senders are the team (agent mail: "
+                                   "never a customer, never an ETA reply); exact domains, "
+                                   "e.g. [\"example.com\"]", default=())
+
+
+@dataclass(frozen=True)
 class ThreadingConfig:
     window_days: int = doc("same-customer same-subject fallback window", default=7)
 
@@ -163,6 +172,7 @@ class Config:
     outbox: OutboxConfig
     limits: LimitsConfig
     agents: dict[str, str]
+    team: TeamConfig = TeamConfig()
 
     def resolve(self, relative: str) -> Path:
         """A path from the config, relative to the config file's directory."""
@@ -181,6 +191,7 @@ SECTIONS: dict[str, type] = {
     "autoreply": AutoReplyConfig,
     "outbox": OutboxConfig,
     "limits": LimitsConfig,
+    "team": TeamConfig,
 }
 
 
@@ -315,6 +326,13 @@ def _agents(table: Any) -> dict[str, str]:
     return {addr.lower(): name for addr, name in table.items()}
 
 
+def _team(team: TeamConfig) -> TeamConfig:
+    for domain in team.domains:
+        if not domain or "@" in domain or domain != domain.strip():
+            raise ConfigError(f"team.domains: {domain!r} is not a domain (like example.com)")
+    return TeamConfig(tuple(d.lower().lstrip(".") for d in team.domains))
+
+
 def parse_config(data: dict[str, Any], path: Path) -> Config:
     """Validate an already-parsed TOML document (`path` is used in messages)."""
     _reject_secrets(data, "")
@@ -346,6 +364,7 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
         outbox=build_section(OutboxConfig, data.get("outbox", {}), "outbox"),
         limits=build_section(LimitsConfig, data.get("limits", {}), "limits"),
         agents=_agents(data.get("agents", {})),
+        team=_team(build_section(TeamConfig, data.get("team", {}), "team")),
     )
     _check_values(cfg)
     return cfg

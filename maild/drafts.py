@@ -11,7 +11,7 @@ Two halves, so that IMAP never runs inside a database transaction:
   unless `drafts_folder` is configured) flagged \\Draft, threaded to the
   customer's message, marked `X-Maild-Draft: <ticket id>`, and records
   `draft_created` {uid, message_id}; it deletes the drafts of tickets that got
-  an agent reply (or were solved / marked spam) and records `draft_removed`.
+  an agent reply (or were solved / filtered) and records `draft_removed`.
 
 It never deletes a message without its own marker header, never sends a
 draft, and a draft never counts as an agent reply (it is not in Sent).
@@ -44,7 +44,7 @@ DRAFT_HEADER = "X-Maild-Draft"
 DRAFT_KINDS = ("draft_pending", "draft_created", "draft_stale", "draft_removed",
                "draft_skipped")
 FINAL_KINDS = ("draft_removed", "draft_skipped")
-STALE_STATUSES = frozenset({"solved", "spam"})
+STALE_STATUSES = frozenset({"solved", "filtered"})
 
 ClientFactory = Callable[[int], MailboxClient]
 
@@ -72,7 +72,7 @@ class DraftHandler:
                 or is_command_mail(parsed, self.agents):
             return
         ticket = stored.ticket
-        if ticket.status == "spam" or not ticket.suggestions or _was_automated(session, ticket):
+        if ticket.status == "filtered" or not ticket.suggestions or _was_automated(session, ticket):
             return
         repo.add_event(session, ticket.id, self.clock.now(), "draft_pending",
                        message_id=parsed.message_id, macro=str(ticket.suggestions[0]["name"]))

@@ -18,10 +18,11 @@ from maild.app import App
 from maild.automation import plan_message
 from maild.errors import ConfigError, MaildError
 from maild.parse import parse_message
+from maild.routing import counterpart_of
 from maild.store import repo
 from maild.store.models import Customer, Mailbox
 from maild.threads import decide_thread
-from maild.tickets import arrival_time, counterpart_of
+from maild.tickets import arrival_time
 
 
 def _read(path: str) -> bytes:

@@ -30,8 +30,10 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild.calendar import BusinessCalendar
+from maild.classify import ClassifyContext
 from maild.clock import Clock
 from maild.parse import DEFAULT_LIMITS, ParsedMessage, ParseLimits, parse_message
+from maild.routing import RouteContext
 from maild.store import repo
 from maild.store.models import FolderState, Quarantine
 from maild.tickets import Incoming, StoredMessage, TicketWriter
@@ -82,7 +84,8 @@ class Ingestor:
                  handlers: Sequence[MessageHandler] = (),
                  calendar: BusinessCalendar | None = None,
                  limits: ParseLimits = DEFAULT_LIMITS,
-                 reopen_window_days: int | None = None) -> None:
+                 reopen_window_days: int | None = None,
+                 routing: RouteContext | None = None) -> None:
         self.reopen_window = timedelta(days=reopen_window_days) \
             if reopen_window_days else None
         self.calendar = calendar
@@ -91,6 +94,7 @@ class Ingestor:
         self.clock = clock
         self.address = mailbox_address.lower()
         self.own = frozenset(a.lower() for a in (*own_addresses, mailbox_address))
+        self.routing = routing or RouteContext(self.own, ClassifyContext(own_addresses=self.own))
         self.window = timedelta(days=window_days)
         self.handlers = tuple(handlers)
 
@@ -127,7 +131,7 @@ class Ingestor:
         with self.sessions.begin() as session:
             mailbox = repo.get_or_create_mailbox(session, self.address, self.clock.now())
             writer = TicketWriter(session, mailbox.id, self.own, self.window, self.calendar,
-                                  self.reopen_window)
+                                  self.reopen_window, self.routing)
             self._prepare(session, writer, role, items, parsed)
             for item, msg in zip(items, parsed, strict=True):
                 if isolate:
@@ -164,8 +168,8 @@ class Ingestor:
                  items: Sequence[IngestItem], parsed: Sequence[ParsedMessage | Exception]
                  ) -> None:
         """Batch the writer's lookups; if that fails, it asks per message instead."""
-        batch = [Incoming(msg, role, item.internaldate) for item, msg in zip(items, parsed,
-                                                                               strict=True)
+        batch = [Incoming(msg, role, item.internaldate, item.raw)
+                 for item, msg in zip(items, parsed, strict=True)
                  if not isinstance(msg, Exception)]
         try:
             with session.begin_nested():

@@ -80,10 +80,14 @@ class ThreadDecision:
 
 def decide_thread(msg: ParsedMessage, *, counterpart: str, outbound: bool,
                   lookup: ThreadLookup, arrived_at: datetime,
-                  window: timedelta) -> ThreadDecision:
-    """Where `msg` goes. `counterpart` is the customer's address for this message."""
-    if msg.thread_ids:
-        found = lookup.ticket_for_message_ids(msg.thread_ids)
+                  window: timedelta, thread_ids: tuple[str, ...] | None = None
+                  ) -> ThreadDecision:
+    """Where `msg` goes. `counterpart` is the customer's address for this message;
+    `thread_ids` replaces the message's own references (a bounce adds the Message-ID
+    of the message it returns)."""
+    ids = msg.thread_ids if thread_ids is None else thread_ids
+    if ids:
+        found = lookup.ticket_for_message_ids(ids)
         if found is not None:
             return ThreadDecision(found, "references")
     for tag in ticket_tags(msg.subject):

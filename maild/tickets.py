@@ -1,10 +1,11 @@
 """Record one parsed message on its ticket and keep the ticket's state true.
 
-Direction: mail in the Sent folder (or from one of our own addresses) is
-outbound; an outbound message that is not automatic is an agent reply, which
-counts for first_response_at and agent_replies. Inbound mail on a solved or
-pending ticket reopens it. Arrival time follows DESIGN.md "Metric
-definitions". Works inside the caller's transaction; never commits. Ingest
+How a message is stored follows its route (`maild.routing`): outbound mail
+that is not automatic is an agent reply, which counts for first_response_at and
+agent_replies; a customer's mail on a solved or pending ticket reopens it;
+machine mail is stored `auto` and changes nothing on a customer's ticket (a
+bounce of our mail records `delivery_failed`), and opens only `filtered` ones.
+Arrival time follows DESIGN.md "Metric definitions". Works inside the caller's transaction; never commits. Ingest
 announces each batch (`prepare`), so the lookups take one query per kind for
 the whole batch (`maild.store.batch`); without that, each message asks SQL.
 """
@@ -19,8 +20,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import inspect
 from sqlalchemy.orm import Session
 
+from maild.bounces import BounceDetails
 from maild.calendar import BusinessCalendar
+from maild.classify import Classification, ClassifyContext
 from maild.parse import ParsedMessage
+from maild.routing import Route, RouteContext, route_message
 from maild.sla import answered, set_status
 from maild.store import repo
 from maild.store.batch import BatchLookup
@@ -42,6 +46,7 @@ class StoredMessage:
     agent_reply: bool
     role: str = "inbox"
     previous_tickets: int | None = None  # the customer's older tickets; None: not counted
+    route: Route | None = None  # how it was stored: its classification, a bounce's details
 
 
 @dataclass(frozen=True)
@@ -51,11 +56,7 @@ class Incoming:
     parsed: ParsedMessage
     role: str
     internaldate: datetime | None
-
-
-def is_automatic(parsed: ParsedMessage) -> bool:
-    value = (parsed.header("Auto-Submitted") or "no").split(";")[0].strip().lower()
-    return value != "no"
+    raw: bytes = b""
 
 
 def arrival_time(parsed: ParsedMessage, internaldate: datetime | None, outbound: bool,
@@ -72,31 +73,24 @@ def responder_name(name: str, address: str) -> str:
     return name.strip() or address or "(unknown)"
 
 
-def counterpart_of(parsed: ParsedMessage, outbound: bool, own: frozenset[str]) -> str:
-    """The customer's address: the sender of inbound mail, the recipient of ours."""
-    if not outbound:
-        return parsed.from_addr
-    for addr in (*parsed.to, *parsed.cc):
-        if addr.addr not in own:
-            return addr.addr
-    return ""
-
-
 class TicketWriter:
     def __init__(self, session: Session, mailbox_id: int, own: frozenset[str],
                  window: timedelta, calendar: BusinessCalendar | None = None,
-                 reopen_window: timedelta | None = None) -> None:
+                 reopen_window: timedelta | None = None,
+                 routing: RouteContext | None = None) -> None:
         self.calendar = calendar
         self.reopen_window = reopen_window
         self.session = session
         self.mailbox_id = mailbox_id
         self.own = own
         self.window = window
+        self.routing = routing or RouteContext(own, ClassifyContext(own_addresses=own))
         self.lookup: repo.SqlThreadLookup | BatchLookup = repo.SqlThreadLookup(session,
                                                                                 mailbox_id)
         self.batch: BatchLookup | None = None
         self.ids = IdAllocator(session)
         self._opened: dict[int, Ticket] = {}  # tickets opened here, maybe not flushed yet
+        self._routes: dict[str, Route] = {}  # routed in `prepare`, by Message-ID
 
     def prepare(self, batch: Sequence[Incoming], now: datetime) -> None:
         """Look up everything `batch` will ask about, one query per kind."""
@@ -105,60 +99,106 @@ class TicketWriter:
         subjects: set[str] = set()
         since = now - self.window
         for item in batch:
-            outbound = self._outbound(item.parsed, item.role)
-            ids.update((item.parsed.message_id, *item.parsed.thread_ids))
-            addresses.add(counterpart_of(item.parsed, outbound, self.own))
+            route = self._route(item.parsed, item.role, item.raw, None)
+            ids.update((item.parsed.message_id, *item.parsed.thread_ids, *route.thread_ids))
+            addresses.add(route.counterpart)
             subjects.add(normalize_subject(item.parsed.subject))
-            arrived = arrival_time(item.parsed, item.internaldate, outbound, now)
+            arrived = arrival_time(item.parsed, item.internaldate, route.outbound, now)
             since = min(since, arrived - self.window)
         self.batch = self.lookup = BatchLookup.load(self.session, self.mailbox_id, ids,
                                                     addresses, subjects, since)
 
-    def _outbound(self, parsed: ParsedMessage, role: str) -> bool:
-        return role == "sent" or parsed.from_addr in self.own
+    def _route(self, parsed: ParsedMessage, role: str, raw: bytes, auto: bool | None) -> Route:
+        key = f"{role}:{parsed.message_id}"
+        route = self._routes.get(key) if auto is None else None
+        if route is None:
+            route = route_message(parsed, role, self.routing, raw, auto)
+            if auto is None:
+                self._routes[key] = route
+        return route
 
     def add(self, parsed: ParsedMessage, raw: bytes, *, role: str, folder: str | None,
             uidvalidity: int | None, uid: int | None, internaldate: datetime | None,
             now: datetime, auto: bool | None = None) -> StoredMessage | None:
-        """Store the message; None if this mailbox already has its Message-ID."""
+        """Store the message; None if this mailbox already has its Message-ID, or if it is
+        maild's own mail that belongs to no ticket (a digest, an alert)."""
         if self._exists(parsed.message_id):
             return None
-        outbound = self._outbound(parsed, role)
-        if outbound and auto is None and repo.outbox_has(self.session, parsed.message_id):
+        route = self._trusted(self._route(parsed, role, raw, auto))
+        if route.outbound and auto is None and repo.outbox_has(self.session, parsed.message_id):
             return None  # maild's own mail that belongs to no ticket (the digest) in Sent
-        automatic = is_automatic(parsed) if auto is None else auto
-        arrived = arrival_time(parsed, internaldate, outbound, now)
-        counterpart = counterpart_of(parsed, outbound, self.own)
-        decision = decide_thread(parsed, counterpart=counterpart, outbound=outbound,
-                                 lookup=self.lookup, arrived_at=arrived, window=self.window)
-        if decision.ticket_id is not None and not outbound:
-            decision = self._past_reopen_window(decision, decision.ticket_id, arrived)
+        arrived = arrival_time(parsed, internaldate, route.outbound, now)
+        decision = self._thread(parsed, route, arrived)
+        if decision.ticket_id is None and route.only_join:
+            log.info("skipped maild's own mail %s: it belongs to no ticket", parsed.message_id)
+            return None
+        new = decision.ticket_id is None
         if decision.ticket_id is None:
-            ticket, new_customer = self._open(parsed, counterpart, arrived, now, outbound)
+            ticket, new_customer = self._open(parsed, route, arrived, now)
         else:
             ticket, new_customer = self._ticket(decision.ticket_id), False
-        new = decision.ticket_id is None
-        row = self._row(parsed, ticket, outbound, automatic, arrived, now,
-                        folder, uidvalidity, uid, internaldate)
+        row = self._row(parsed, ticket, route, arrived, now, folder, uidvalidity, uid,
+                        internaldate)
         self.session.add(MessageSource(message_pk=row.id, raw=raw))
         if self.batch is not None:
             self.batch.stored(row, ticket, opened=new, new_customer=new_customer)
+        self._events(parsed, ticket, route, decision, new, arrived, now)
+        agent = route.outbound and not route.automatic
+        if agent:
+            self._agent_reply(ticket, row, arrived)
+        elif not route.outbound and not route.automatic and not new:
+            self._customer_wrote(ticket, arrived)
+        if route.bounce is not None and route.bounce.recipients:
+            record_bounce(self.session, ticket, route.bounce, parsed.message_id, arrived, now)
+        ticket.updated_at = max(ticket.updated_at, now)
+        return StoredMessage(ticket, row, new, decision.reason, route.outbound, agent, role,
+                             self._previous_tickets(ticket), route)
+
+    def _trusted(self, route: Route) -> Route:
+        """A sender someone recovered from `filtered` writes as a customer from now on."""
+        if not route.filtered or route.classification.sender != "machine":
+            return route
+        found = self.batch.customer(route.counterpart) if self.batch is not None else None
+        if found is None and not (self.batch is not None and
+                                  self.batch.knows_absent(route.counterpart)):
+            found = repo.find_customer(self.session, route.counterpart)
+        if found is None or not found.trusted:
+            return route
+        cls = Classification("customer", None, "recovered-sender",
+                             f"recovered by hand ({route.classification.reason})")
+        return Route(False, False, route.counterpart, cls, customer_name=route.customer_name)
+
+    def _thread(self, parsed: ParsedMessage, route: Route, arrived: datetime) -> ThreadDecision:
+        team = route.outbound or route.classification.sender == "agent"
+        decision = decide_thread(parsed, counterpart=route.counterpart, outbound=team,
+                                 lookup=self.lookup, arrived_at=arrived, window=self.window,
+                                 thread_ids=route.thread_ids or None)
+        if decision.ticket_id is None or route.outbound or route.automatic:
+            return decision
+        ticket = self._ticket(decision.ticket_id)
+        if ticket.status == "filtered":  # a person writes: a ticket of their own
+            return ThreadDecision(None, f"new: #{ticket.id} is filtered")
+        return self._past_reopen_window(decision, ticket, arrived)
+
+    def _events(self, parsed: ParsedMessage, ticket: Ticket, route: Route,
+                decision: ThreadDecision, new: bool, arrived: datetime, now: datetime) -> None:
+        cls = route.classification
         repo.add_event(self.session, ticket.id, arrived, "opened" if new else "joined",
                        message_id=parsed.message_id, reason=decision.reason,
-                       direction="out" if outbound else "in")
-        log.info("ticket #%d %s: %s message %s (%s)", ticket.id, "opened" if new else "joined",
-                 "outbound" if outbound else "inbound", parsed.message_id, decision.reason)
+                       direction="out" if route.outbound else "in", sender=cls.sender,
+                       **({"mail_kind": cls.kind} if cls.kind else {}), marker=cls.reason)
+        log.info("ticket #%d %s: %s %s message %s (%s; %s)", ticket.id,
+                 "opened" if new else "joined", "outbound" if route.outbound else "inbound",
+                 cls.kind or cls.sender, parsed.message_id, decision.reason, cls.reason)
+        if new and ticket.status == "filtered":
+            repo.add_event(self.session, ticket.id, arrived, "filtered",
+                           mail_kind=ticket.filtered_kind, reason=ticket.filtered_reason)
+        if route.forwarded_by:
+            repo.add_event(self.session, ticket.id, arrived, "forwarded", actor=route.forwarded_by,
+                           message_id=parsed.message_id, customer=route.counterpart)
         if parsed.parse_error:
             repo.add_event(self.session, ticket.id, now, "parse_error",
                            message_id=parsed.message_id, error=parsed.parse_error[:500])
-        agent = outbound and not automatic
-        if agent:
-            self._agent_reply(ticket, row, arrived)
-        elif not outbound and not new:
-            self._customer_wrote(ticket, arrived)
-        ticket.updated_at = max(ticket.updated_at, now)
-        return StoredMessage(ticket, row, new, decision.reason, outbound, agent, role,
-                             self._previous_tickets(ticket))
 
     def _exists(self, message_id: str) -> bool:
         if self.batch is not None:
@@ -178,10 +218,9 @@ class TicketWriter:
             return None
         return self.batch.previous_ticket_count(ticket.customer_id, ticket.id)
 
-    def _past_reopen_window(self, decision: ThreadDecision, ticket_id: int,
+    def _past_reopen_window(self, decision: ThreadDecision, ticket: Ticket,
                             arrived: datetime) -> ThreadDecision:
         """A customer writing long after a ticket was solved starts a new one."""
-        ticket = self._ticket(ticket_id)
         if self.reopen_window is None or ticket.status != "solved" or ticket.solved_at is None:
             return decision
         if arrived - ticket.solved_at <= self.reopen_window:
@@ -189,19 +228,27 @@ class TicketWriter:
         days = self.reopen_window.days
         return ThreadDecision(None, f"new: #{ticket.id} was solved more than {days} days ago")
 
-    def _open(self, parsed: ParsedMessage, counterpart: str, arrived: datetime,
-              now: datetime, outbound: bool) -> tuple[Ticket, bool]:
+    def _open(self, parsed: ParsedMessage, route: Route, arrived: datetime,
+              now: datetime) -> tuple[Ticket, bool]:
         """A new ticket (and whether its customer is new too), added to the session with
-        its id: the rows are inserted at the next flush (a query's, or the commit's)."""
-        name = "" if outbound else parsed.from_name
-        customer, new_customer = self._customer(counterpart or "unknown@invalid", name, now)
+        its id: the rows are inserted at the next flush (a query's, or the commit's).
+        Machine mail (and team-only mail) opens a `filtered` ticket: no SLA, no counts."""
+        customer, new_customer = self._customer(route.counterpart or "unknown@invalid",
+                                                route.customer_name, now)
+        filtered = route.filtered
+        status = "filtered" if filtered else "open" if route.outbound else "new"
+        cls = route.classification
+        waiting = not route.outbound and not route.automatic
         ticket = Ticket(id=self.ids.next("tickets"), mailbox_id=self.mailbox_id,
                         customer=customer, customer_id=customer.id,
                         subject=parsed.subject, normalized_subject=normalize_subject(
-                            parsed.subject), status="open" if outbound else "new",
+                            parsed.subject), status=status,
                         priority="normal", tags=[], created_at=arrived, updated_at=now,
-                        last_customer_at=None if outbound else arrived, agent_replies=0,
-                        sla_breached=False, next_breached=False, suggestions=[])
+                        last_customer_at=arrived if waiting else None, agent_replies=0,
+                        sla_breached=False, next_breached=False, suggestions=[],
+                        filtered_kind=route.filtered_kind if filtered else None,
+                        filtered_reason=f"{cls.reason}: {cls.description}"[:255]
+                        if filtered else None)
         self.session.add(ticket)
         self._opened[ticket.id] = ticket
         return ticket, new_customer
@@ -221,15 +268,17 @@ class TicketWriter:
             found.name = name
         return found, False
 
-    def _row(self, parsed: ParsedMessage, ticket: Ticket, outbound: bool, automatic: bool,
+    def _row(self, parsed: ParsedMessage, ticket: Ticket, route: Route,
              arrived: datetime, now: datetime, folder: str | None, uidvalidity: int | None,
              uid: int | None, internaldate: datetime | None) -> MessageRow:
+        outbound, cls = route.outbound, route.classification
         row = MessageRow(
             id=self.ids.next("messages"), ticket=ticket, ticket_id=ticket.id,
             mailbox_id=self.mailbox_id, message_id=parsed.message_id,
             in_reply_to=" ".join(parsed.in_reply_to) or None,
             references=" ".join(parsed.references) or None,
-            direction="out" if outbound else "in", auto=automatic,
+            direction="out" if outbound else "in", auto=route.automatic,
+            sender_class=cls.sender, machine_kind=cls.kind, class_reason=cls.reason[:64],
             from_addr=parsed.from_addr, from_name=parsed.from_name,
             to_addrs=[a.addr for a in parsed.to], cc_addrs=[a.addr for a in parsed.cc],
             subject=parsed.subject, date=parsed.date, received_at=internaldate,
@@ -275,3 +324,18 @@ class TicketWriter:
             repo.add_event(self.session, ticket.id, arrived, kind, previous=ticket.status)
             set_status(self.session, ticket, "open", arrived, calendar=self.calendar,
                        reason=kind)
+
+
+def record_bounce(session: Session, ticket: Ticket, details: BounceDetails, message_id: str,
+                  arrived: datetime, now: datetime) -> None:
+    """A permanent delivery failure of our mail: a `delivery_failed` event per failed
+    recipient on the ticket, and the address remembered (no ETA reply for a while)."""
+    for failed in details.recipients:
+        repo.add_event(session, ticket.id, arrived, "delivery_failed", address=failed.address,
+                       status=failed.status, diagnostic=failed.diagnostic[:500],
+                       message_id=message_id)
+        log.warning("ticket #%d: delivery to %s failed (%s %s)", ticket.id, failed.address,
+                    failed.status, failed.diagnostic[:200])
+        customer = repo.find_customer(session, failed.address)
+        if customer is not None:
+            customer.bounced_at = max(customer.bounced_at or arrived, arrived)

@@ -49,8 +49,9 @@ def ticket_summary(ticket: Ticket, customer: str, message_count: int) -> dict[st
 def list_tickets(session: Session, status: str | None = None,
                  limit: int | None = None) -> list[dict[str, Any]]:
     query = select(Ticket, Customer.address).join(Customer).order_by(Ticket.id)
-    if status:
-        query = query.where(Ticket.status == status)
+    # machine mail's tickets only when asked for: they are nobody's work
+    query = query.where(Ticket.status == status) if status else \
+        query.where(Ticket.status != "filtered")
     if limit:
         query = query.limit(limit)
     rows = session.execute(query).all()
@@ -63,6 +64,7 @@ def message_view(m: MessageRow) -> dict[str, Any]:
         "direction": m.direction, "from": m.from_addr, "from_name": m.from_name,
         "to": list(m.to_addrs or []), "date": iso(m.date), "arrived_at": iso(m.arrived_at),
         "message_id": m.message_id, "subject": m.subject, "text": m.text, "auto": m.auto,
+        "class": m.sender_class, "kind": m.machine_kind, "class_reason": m.class_reason,
         "attachments": list(m.attachments or []), "parse_error": m.parse_error,
     }
 
@@ -76,6 +78,8 @@ def show_ticket(session: Session, ticket_id: int) -> dict[str, Any]:
     out["language"] = ticket.language
     out["sla_policy"] = ticket.sla_policy
     out["suggestions"] = list(ticket.suggestions or [])
+    out["filtered"] = {"kind": ticket.filtered_kind, "reason": ticket.filtered_reason} \
+        if ticket.status == "filtered" else None
     out["messages"] = [message_view(m) for m in ticket.messages]
     events = session.scalars(select(Event).where(Event.ticket_id == ticket_id).order_by(
         Event.at, Event.id)).all()

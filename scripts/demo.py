@@ -111,15 +111,22 @@ def show(cfg: Path, sink: SmtpSink) -> None:
         print(f"  to {m.rcpt_tos[0]:<36} {msg['Subject']}")
         if eta:
             print(f"      {eta[0].strip()}")
+    step("machine mail: filtered, outside the backlog, SLA and KPIs "
+         "(maild tickets list --status filtered)")
+    filtered = cli(cfg, "tickets", "list", "--status", "filtered", "--json")
+    for t in filtered:
+        shown = cli(cfg, "tickets", "show", str(t["id"]), "--json")
+        print(f"  #{t['id']:<3} {shown['filtered']['kind']:<13} {t['customer']:<34} "
+              f"{t['subject'][:40]}")
     step("auto-replies suppressed, with the reason recorded on the ticket")
-    for t in tickets:
+    for t in tickets + filtered:
         shown = cli(cfg, "tickets", "show", str(t["id"]), "--json")
         for e in shown["events"]:
             if e["kind"] == "auto_reply_suppressed":
                 print(f"  #{t['id']:<3} {t['customer']:<36} {e['reason']}")
     step("macro suggestions and SLA status for the open tickets")
     for t in tickets:
-        if t["status"] in ("solved", "spam"):
+        if t["status"] in ("solved", "filtered"):
             continue
         shown = cli(cfg, "tickets", "show", str(t["id"]), "--json")
         sugg = ", ".join(f"{s['name']} ({s['score'] if s['score'] is not None else 'rule'})"

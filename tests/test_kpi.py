@@ -141,7 +141,7 @@ def build_week(s: Session) -> World:
     w.reply(t9, L(10, 30, 9, 20), CAROL)
     w.solve(t9, L(10, 30, 9, 30))
     # T10 spam created Mon with a due time in the period: excluded everywhere.
-    w.ticket(L(10, 26, 9), L(10, 26, 13), status="spam")
+    w.ticket(L(10, 26, 9), L(10, 26, 13), status="filtered")
     # T11 created and solved Thu 10-22 (Alice 11:00), reopened Tue 10-27 14:00, still open:
     # backlog ">7d", waiting since Tue 14:00 = 5d 10h = 130h: the longest wait (from
     # its first, answered message it would be 254h).

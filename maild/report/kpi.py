@@ -74,7 +74,7 @@ def summary(values: Sequence[float]) -> dict[str, float | None]:
 
 
 def ticket_scope(mailbox_id: int | None) -> list[ColumnElement[bool]]:
-    conds: list[ColumnElement[bool]] = [Ticket.status != "spam"]
+    conds: list[ColumnElement[bool]] = [Ticket.status != "filtered"]
     if mailbox_id is not None:
         conds.append(Ticket.mailbox_id == mailbox_id)
     return conds
@@ -259,7 +259,7 @@ def _per_agent(session: Session, frs: list[FirstResponse], since: datetime, end:
                mailbox_id: int | None) -> list[dict[str, Any]]:
     mailbox_scope = [] if mailbox_id is None else [MessageRow.mailbox_id == mailbox_id]
     replies: dict[str, int] = defaultdict(int)
-    spam = select(Ticket.id).where(Ticket.status == "spam")  # few: no join per reply
+    spam = select(Ticket.id).where(Ticket.status == "filtered")  # few: no join per reply
     rows = session.execute(
         select(MessageRow.from_name, MessageRow.from_addr, func.count())
         .where(*_agent_message(), MessageRow.arrived_at >= since, MessageRow.arrived_at < end,

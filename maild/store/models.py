@@ -28,7 +28,9 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
-TICKET_STATUSES = ("new", "open", "pending", "solved", "spam")
+TICKET_STATUSES = ("new", "open", "pending", "solved", "filtered")
+# who wrote a message (maild.classify); machine mail also has a kind
+SENDER_CLASSES = ("customer", "agent", "machine")
 PRIORITIES = ("low", "normal", "high", "urgent")
 
 
@@ -81,6 +83,10 @@ class Customer(Base):
     address: Mapped[str] = mapped_column(String(320), unique=True)
     name: Mapped[str] = mapped_column(String(255), default="")
     created_at: Mapped[datetime]
+    # `maild tickets recover`: this sender's mail is a customer's, whatever its markers
+    trusted: Mapped[bool] = mapped_column(Boolean, default=False)
+    # the last permanent delivery failure to this address (no ETA reply for a while)
+    bounced_at: Mapped[datetime | None]
 
 
 class Ticket(Base):
@@ -124,6 +130,10 @@ class Ticket(Base):
     next_due_at: Mapped[datetime | None]
     next_breached: Mapped[bool] = mapped_column(Boolean, default=False)
     suggestions: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    # status `filtered`: the kind of mail that opened it (bounce, auto-reply, bulk,
+    # notification, report, spam, agent) and the marker or rule that said so
+    filtered_kind: Mapped[str | None] = mapped_column(String(32))
+    filtered_reason: Mapped[str | None] = mapped_column(String(255))
 
     customer: Mapped[Customer] = relationship()
     messages: Mapped[list[MessageRow]] = relationship(
@@ -143,6 +153,8 @@ class MessageRow(Base):
         # the oldest waiting customer message, agent replies per agent
         Index("ix_messages_direction_arrived", "direction", "auto", "arrived_at", "ticket_id",
               "from_addr", "from_name"),
+        # machine mail per kind in time order (the digest's and `stats`' filtered counts)
+        Index("ix_messages_class_arrived", "sender_class", "arrived_at", "machine_kind"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"))
@@ -152,6 +164,11 @@ class MessageRow(Base):
     references: Mapped[str | None] = mapped_column(Text)
     direction: Mapped[str] = mapped_column(String(3))  # in | out
     auto: Mapped[bool] = mapped_column(Boolean, default=False)
+    # inbound mail's classification (maild.classify): customer | agent | machine,
+    # the machine kind, and the marker that decided; outbound mail: agent or machine
+    sender_class: Mapped[str] = mapped_column(String(16), default="customer")
+    machine_kind: Mapped[str | None] = mapped_column(String(16))
+    class_reason: Mapped[str | None] = mapped_column(String(64))
     from_addr: Mapped[str] = mapped_column(String(320))
     from_name: Mapped[str] = mapped_column(String(255), default="")
     to_addrs: Mapped[list[str]] = mapped_column(JSON, default=list)

@@ -180,8 +180,8 @@ def cli_json(config: Path, account: ImapAccount, *args: str) -> Any:
     return json.loads(out.getvalue())
 
 
-def tickets_json(config: Path, account: ImapAccount) -> list[dict[str, Any]]:
-    return list(cli_json(config, account, "tickets", "list"))
+def tickets_json(config: Path, account: ImapAccount, *options: str) -> list[dict[str, Any]]:
+    return list(cli_json(config, account, "tickets", "list", *options))
 
 
 def show_json(config: Path, account: ImapAccount, ticket_id: int) -> dict[str, Any]:

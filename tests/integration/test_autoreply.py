@@ -108,13 +108,23 @@ def test_no_auto_reply_to_machines(imap_account: ImapAccount, db_url: str,
     run_maild(config, imap_account, "run", "--once")
     sent = smtp_sink.messages
     assert [m.rcpt_tos for m in sent] == [("dan@example.org",)]
-    reasons = {}
-    for t in tickets_json(config, imap_account):
-        events = show_json(config, imap_account, t["id"])["events"]
-        reasons[t["subject"]] = [e.get("reason") for e in events
+    reasons, kinds = {}, {}
+    people = tickets_json(config, imap_account)
+    machines = tickets_json(config, imap_account, "--status", "filtered")
+    for t in people + machines:
+        shown = show_json(config, imap_account, t["id"])
+        reasons[t["subject"]] = [e.get("reason") for e in shown["events"]
                                  if e["kind"] == "auto_reply_suppressed"]
+        kinds[t["subject"]] = (shown["filtered"] or {}).get("kind")
+    # machine mail opens only filtered tickets: none of them in the default listing
+    assert sorted(t["subject"] for t in people) == ["A different question", "First question",
+                                                    "Our own mail"]
     for _name, (_frm, subject, _h, reason) in MACHINES.items():
         assert reasons[subject] == [f"loop-guard:{reason}"], subject
+    assert kinds == {"Automatic reply: Order missing": "auto-reply", "Out of office": "auto-reply",
+                     "Weekly digest": "bulk", "Your receipt": "notification",
+                     "Undelivered Mail": "bounce", "Our own mail": None,
+                     "First question": None, "A different question": None}
     assert reasons["Our own mail"] == ["loop-guard:own-address"]
     assert reasons["A different question"][0].startswith("rate-limit-sender")
 

@@ -20,6 +20,10 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
     assert "stored 32 messages into 17 tickets" in out
+    assert "13 ticket(s)" in out  # the 4 machine mails' tickets are filtered, not listed
+    filtered = out.split("machine mail: filtered")[1].split("==>")[0].strip().splitlines()[1:]
+    assert [line.split()[1] for line in filtered] == \
+        ["auto-reply", "bounce", "bulk", "notification"], filtered
     assert "ETA auto-replies that went out (11" in out
     assert "within 4 business hours" in out and "iş saati içinde" in out
     for reason in ("loop-guard:auto-submitted", "loop-guard:report-content",
