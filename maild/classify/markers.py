@@ -131,14 +131,17 @@ def _casefold(subject: str) -> str:
 # Reply prefixes only: carriers answer "Re: Undelivered Mail..."; a forward ("Fwd:") is
 # a person passing a report on, so it never matches.
 _REPLY_PREFIX = r"^(?:(?:re|aw|sv|ynt|antw)\s*:\s*)*"
-FAILURE_SUBJECT_RE: Final = re.compile(
-    _REPLY_PREFIX + r"(?:undeliver(?:ed|able)|returned mail|failure notice|failed mail"
+_FORWARD_RE = re.compile(r"^\s*(?:fwd?|wg|tr|ilt|rv|enc)\s*:")
+_FAILURE_PHRASE = (
+    r"(?:undeliver(?:ed|able)|returned mail|failure notice|failed mail"
     r"|mail delivery (?:failed|failure|problem|warning|system)|delivery (?:status notification"
     r"|notification: delivery has failed|has failed|fail(?:ed|ure)|report|problem|warning"
     r"|delayed)|(?:mail|message) (?:not delivered|could not be delivered|delivery failure)"
     r"|non[- ]?delivery|delayed mail|warning: message|mail system error|could not send"
     r"|permanent delivery failure|\[postmaster\]|teslim edilemedi|teslim edilemiyor"
     r"|iletilemedi|nicht zustellbar|unzustellbar)")
+FAILURE_SUBJECT_RE: Final = re.compile(_REPLY_PREFIX + _FAILURE_PHRASE)
+_FAILURE_ANYWHERE_RE = re.compile(r"\b" + _FAILURE_PHRASE)
 # Anchored at the start, no prefixes skipped: "Re: out of office hours" is a person.
 # A bare word ("Out of office", "İzindeyim") counts only as the whole subject or when
 # followed by a separator, never in the middle of a sentence.
@@ -156,6 +159,13 @@ def _failure_subject(msg: ParsedMessage) -> bool:
     return bool(FAILURE_SUBJECT_RE.match(_casefold(msg.subject)))
 
 
+def _mentions_failure(msg: ParsedMessage) -> bool:
+    """A failure phrase anywhere in a subject that is not a forward: "RE: <subject> :
+    non remis (delivery failed)" (a gateway); "Fwd: Undelivered Mail" is a person."""
+    subject = _casefold(msg.subject)
+    return not _FORWARD_RE.match(subject) and bool(_FAILURE_ANYWHERE_RE.search(subject))
+
+
 def _autoreply_subject(value: str) -> bool:
     return bool(AUTOREPLY_SUBJECT_RE.match(_casefold(value)))
 
@@ -166,8 +176,7 @@ _REPORT_TYPE_RE = re.compile(r"\breport-type\s*=\s*\"?([a-z0-9_.+-]+)", re.IGNOR
 _DSN_PARTS = frozenset({"message/delivery-status", "message/global-delivery-status"})
 _REPORT_PARTS = frozenset({
     "multipart/report", "message/disposition-notification",
-    "message/global-disposition-notification", "message/feedback-report",
-    "application/tlsrpt+json", "application/tlsrpt+gzip"})
+    "message/global-disposition-notification", "message/feedback-report"})
 _ARCHIVE_PARTS = frozenset({"application/zip", "application/gzip", "application/x-gzip",
                             "application/x-zip-compressed", "application/x-zip"})
 _RETURNED_PARTS = frozenset({"message/rfc822", "message/global", "text/rfc822-headers"})
@@ -200,14 +209,17 @@ def _flufl_bounce(msg: ParsedMessage, ctx: ClassifyContext) -> bool:
     They assume their input is a bounce (they run on a list's -bounces address) and
     would match a bounce a customer pasted into a question, so they only run on mail
     that already looks like a delivery report: a daemon sender, a null envelope sender
-    or a failure subject. The MIME-structured DSN is `report-content`'s job; flufl gets
-    the headers and the decoded text."""
-    if not (_daemon_sender(msg) or _null_sender(msg, ctx) or _failure_subject(msg)):
+    or a failure phrase in a subject that is no forward. The MIME-structured DSN is
+    `report-content`'s job; flufl gets the headers and the decoded text."""
+    if not (_daemon_sender(msg) or _null_sender(msg, ctx) or _mentions_failure(msg)):
         return False
     probe = Message()
     for key, value in msg.headers:
         if not key.lower().startswith(("content-", "mime-")):
             probe[key] = value
+    if not msg.from_addr:
+        del probe["From"]
+        probe["From"] = "<>"  # flufl's Yale detector fails (and logs it) on a missing From
     probe["Content-Type"] = "text/plain"
     probe.set_payload(msg.text)
     try:
