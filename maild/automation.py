@@ -1,11 +1,11 @@
 """Decide what maild does about one inbound message: the `Plan`.
 
-`plan_message` runs the loop guards, detects the language, evaluates the
-rules, computes the SLA due time and ranks macro suggestions. It is pure
-given its inputs: the ingest handler (`maild.actions`) carries a Plan out,
-and `maild rules test` prints the very same Plan without storing or sending
-anything ("decide, then do"). Loading rule files and templates happens once,
-in `load_automation`.
+`plan_message` classifies the message (the loop guard is derived from that),
+detects the language, evaluates the rules, computes the SLA due time and ranks
+macro suggestions. It is pure given its inputs: the ingest handler
+(`maild.actions`) carries a Plan out, and `maild rules test` prints the very
+same Plan without storing or sending anything ("decide, then do"). Loading
+rule files and templates happens once, in `load_automation`.
 """
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from maild.calendar import BusinessCalendar, parse_duration
+from maild.classify import Classification, classify
 from maild.config import AutoReplyConfig, Config
 from maild.eta_wording import describe_eta
 from maild.language import detect_language, own_words
-from maild.loopguard import GuardContext, Verdict, check_message
+from maild.loopguard import GuardContext, Verdict, verdict_of
 from maild.macros import MacroLibrary, load_macros
 from maild.macros.suggest import suggest_macros
 from maild.parse import ParsedMessage
@@ -75,11 +76,13 @@ class Plan:
     auto_reply: bool
     skip_reason: str | None
     reply_to: str
+    classification: Classification | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "auto_submitted": {"automated": self.verdict.automated, "reason": self.verdict.reason,
                                "description": self.verdict.description},
+            "classification": _classification_dict(self.classification),
             "language": self.language,
             "matched_rules": list(self.decision.matched),
             "actions": self.decision.actions(),
@@ -90,6 +93,13 @@ class Plan:
                            "to": self.reply_to, "eta": self.eta_text},
             "suggested_macros": list(self.suggestions),
         }
+
+
+def _classification_dict(c: Classification | None) -> dict[str, Any] | None:
+    if c is None:
+        return None
+    return {"sender": c.sender, "kind": c.kind, "reason": c.reason,
+            "description": c.description}
 
 
 def reply_address(parsed: ParsedMessage) -> str:
@@ -134,7 +144,8 @@ def plan_message(auto: Automation, parsed: ParsedMessage, *, mailbox: str, is_ne
                  now: datetime | None = None, suggest: bool = True) -> Plan:
     """The Plan for `parsed`; `suggest=False` leaves the macro suggestions out (ingest
     stores them on new tickets only, and ranking them is a third of the planning)."""
-    verdict = check_message(parsed, GuardContext(own_addresses=auto.own_addresses))
+    classification = classify(parsed, GuardContext(own_addresses=auto.own_addresses))
+    verdict = verdict_of(classification)
     language = detect_language(own_words(parsed.text), auto.settings.default_language)
     facts = MessageFacts(message=parsed, mailbox=mailbox, is_new_ticket=is_new,
                          previous_tickets=previous_tickets, language=language,
@@ -149,4 +160,4 @@ def plan_message(auto: Automation, parsed: ParsedMessage, *, mailbox: str, is_ne
                         (now or arrived_at) - arrived_at)
     suggestions = _suggestions(auto, parsed.text, language, decision) if suggest else ()
     return Plan(verdict, language, decision, suggestions, policy.name, due, eta, skip is None,
-                skip, recipient)
+                skip, recipient, classification)

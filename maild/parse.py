@@ -8,6 +8,7 @@ knows nothing about tickets, IMAP or the database.
 
 from __future__ import annotations
 
+import contextlib
 import email
 import email.parser
 import email.policy
@@ -48,6 +49,16 @@ class Attachment:
 
 
 @dataclass(frozen=True)
+class AttachedMessage:
+    """Headers of a message carried inside another (message/rfc822, message/global,
+    text/rfc822-headers): a forward as attachment, the original in a bounce or report."""
+
+    message_id: str
+    from_addr: str
+    subject: str
+
+
+@dataclass(frozen=True)
 class ParsedMessage:
     """Everything maild reads from one message, decoded once."""
 
@@ -70,6 +81,10 @@ class ParsedMessage:
     message_id_synthetic: bool = False
     parse_error: str | None = None
     defects: tuple[str, ...] = field(default=())
+    # Lower-case content types of the message's own MIME parts, top level first; an
+    # attached message is one part (its insides belong to that other message).
+    part_types: tuple[str, ...] = ()
+    attached: tuple[AttachedMessage, ...] = ()
 
     def header(self, name: str) -> str | None:
         """First value of header `name` (case-insensitive), or None."""
@@ -273,6 +288,39 @@ def _all_defects(msg: Message) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
+_ATTACHED_TYPES = frozenset({"message/rfc822", "message/global", "text/rfc822-headers"})
+
+
+def _attached_message(part: Message) -> AttachedMessage:
+    payload = part.get_payload()
+    if isinstance(payload, list) and payload and isinstance(payload[0], Message):
+        inner = payload[0]
+    else:  # text/rfc822-headers, message/global, or an encoded message/rfc822: headers only
+        data = part.get_payload(decode=True)
+        head = data if isinstance(data, bytes) else b""
+        inner = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(head)
+    ids = extract_ids(inner.get("Message-ID"))
+    from_ = _addresses(inner.get_all("From") or [])
+    return AttachedMessage(ids[0] if ids else "", from_[0].addr if from_ else "",
+                           decode_header_value(inner.get("Subject")))
+
+
+def _mime_facts(msg: Message) -> dict[str, Any]:
+    """`part_types` and `attached`: one walk that does not enter attached messages."""
+    types: list[str] = []
+    attached: list[AttachedMessage] = []
+    stack = [msg]
+    while stack:
+        part = stack.pop()
+        ctype = part.get_content_type()
+        types.append(ctype)
+        if ctype in _ATTACHED_TYPES:
+            attached.append(_attached_message(part))
+        elif ctype.startswith("multipart/") and isinstance(payload := part.get_payload(), list):
+            stack.extend(p for p in reversed(payload) if isinstance(p, Message))
+    return {"part_types": tuple(types), "attached": tuple(attached)}
+
+
 @dataclass(frozen=True)
 class ParseLimits:
     """Beyond these, only the headers are parsed and the message is flagged."""
@@ -327,6 +375,8 @@ def parse_message(raw: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> ParsedMes
     except Exception as exc:  # RecursionError on deep nesting, and others
         return _headers_only(raw, f"MIME parser failed: {type(exc).__name__}")
     base["defects"] = tuple(dict.fromkeys((*_all_defects(msg), *base["defects"])))
+    with contextlib.suppress(Exception):  # a part too broken to read: no MIME facts
+        base.update(_mime_facts(msg))
     try:
         mp = mailparser.MailParser(msg)  # the same Message: MIME is parsed once
         text = clean_text("\n".join(mp.text_plain))

@@ -86,6 +86,9 @@ def test_rules_test_dry_run_stores_nothing(tmp_path: Path,
                                       "description": data["auto_submitted"]["description"]}
     assert data["auto_reply"]["send"] is False
     assert data["auto_reply"]["skip_reason"] == "loop-guard:auto-submitted"
+    assert data["classification"] == {"sender": "machine", "kind": "auto-reply",
+                                      "reason": "auto-submitted",
+                                      "description": data["classification"]["description"]}
     assert data["suggested_macros"][0]["name"] == "refund-policy"
     assert main(["--config", str(cfg), "tickets", "list", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == []

@@ -6,11 +6,11 @@ import textwrap
 
 import pytest
 
+from maild.classify import classify
+from maild.classify.markers import TABLES
 from maild.loopguard import (
     AUTO_HEADERS,
-    GUARDS,
     GuardContext,
-    MachineSender,
     Verdict,
     check_message,
 )
@@ -362,7 +362,7 @@ FORWARDED_BOUNCE = """
 @pytest.mark.parametrize(
     ("text", "reason"),
     [
-        pytest.param(EXCHANGE_OOF, "auto-submitted", id="exchange-out-of-office"),
+        pytest.param(EXCHANGE_OOF, "vendor-autoreply", id="exchange-out-of-office"),
         pytest.param(EXCHANGE_RULE_REPLY, "vendor-autoreply", id="exchange-inbox-rule-reply"),
         pytest.param(GMAIL_VACATION, "auto-submitted", id="gmail-vacation"),
         pytest.param(POSTFIX_DSN, "report-content", id="postfix-dsn-bounce"),
@@ -410,10 +410,17 @@ def test_auto_submitted_any_value_but_no(value: str) -> None:
 
 
 def test_exchange_oof_is_caught_even_without_auto_submitted() -> None:
-    """Defence in depth: strip the markers one by one, something still catches it."""
-    text = without(EXCHANGE_OOF, "auto-submitted")
-    assert verdict_of(text).reason == "vendor-autoreply"
-    text = without(text, "X-MS-Exchange-Inbox-Rules-Loop")
+    """Defence in depth: strip the markers one by one, something still catches it.
+
+    Auto-Submitted: auto-generated says "a machine", the inbox-rules loop header and
+    the "Automatic reply:" subject say "an auto-reply": those name the reason (and the
+    kind), as the auto-reply markers come before the generic notification ones."""
+    assert verdict_of(without(EXCHANGE_OOF, "auto-submitted")).reason == "vendor-autoreply"
+    text = without(EXCHANGE_OOF, "X-MS-Exchange-Inbox-Rules-Loop")
+    assert verdict_of(text).reason == "autoreply-subject"
+    text = text.replace("Subject: Automatic reply: [#42]", "Subject: [#42]")
+    assert verdict_of(text).reason == "auto-submitted"
+    text = without(text, "auto-submitted")
     assert verdict_of(text).reason == "empty-return-path"
     text = without(text, "Return-Path")
     assert verdict_of(text).reason == "auto-response-suppress"
@@ -500,7 +507,7 @@ def test_vendor_header_saying_no_is_human() -> None:
 )
 def test_machine_local_parts(local: str) -> None:
     msg = ParsedMessage(message_id="<m@x>", subject="s", from_addr=f"{local}@example.org")
-    assert MachineSender().check(msg, CTX)
+    assert check_message(msg, CTX).reason == "machine-sender"
 
 
 @pytest.mark.parametrize(
@@ -522,7 +529,7 @@ def test_machine_local_parts(local: str) -> None:
 )
 def test_human_local_parts(local: str) -> None:
     msg = ParsedMessage(message_id="<m@x>", subject="s", from_addr=f"{local}@example.org")
-    assert not MachineSender().check(msg, CTX)
+    assert check_message(msg, CTX).automated is False
 
 
 def test_noreply_reply_to_is_a_machine_too() -> None:
@@ -595,37 +602,34 @@ def test_maild_own_auto_reply_headers_are_recognised() -> None:
     assert "Precedence" not in AUTO_HEADERS
 
 
-def test_maild_auto_reply_from_own_address_is_own_address() -> None:
+def test_maild_auto_reply_from_own_address_is_machine_mail() -> None:
+    """Machine markers come first: maild's own auto-reply coming back is an auto-reply
+    (it must never count as an agent's reply), not just "our address"."""
     extra = "".join(f"{k}: {v}\n    " for k, v in AUTO_HEADERS.items())
     text = AGENT_FROM_OWN_ADDRESS.replace("Content-Type:", f"{extra}Content-Type:")
-    assert verdict_of(text).reason == "own-address"
+    assert verdict_of(text).reason == "auto-submitted"
+    c = classify(parse_message(raw(text)), CTX)
+    assert (c.sender, c.kind) == ("machine", "auto-reply")
 
 
 def test_without_own_addresses_agent_mail_is_human() -> None:
     assert verdict_of(AGENT_FROM_OWN_ADDRESS, GuardContext()).automated is False
 
 
-def test_guard_registry_is_well_formed() -> None:
-    names = [g.name for g in GUARDS]
-    assert len(names) == len(set(names)) == 10
-    assert names[0] == "own-address"
-    assert names[-1] == "auto-response-suppress"  # the weakest signal names the reason last
-    assert all(g.description for g in GUARDS)
-    assert set(names) == {
-        "auto-submitted",
-        "precedence",
-        "list-headers",
-        "empty-return-path",
-        "machine-sender",
-        "auto-response-suppress",
-        "report-content",
-        "own-address",
-        "vendor-autoreply",
-        "no-sender",
-    }
+def test_marker_tables_are_well_formed() -> None:
+    kinds = [kind for kind, _ in TABLES]
+    assert kinds == ["bounce", "report", "auto-reply", "bulk", "notification"]
+    names = {m.name for _, table in TABLES for m in table}
+    assert names >= {"auto-submitted", "precedence", "list-headers", "empty-return-path",
+                     "machine-sender", "report-content", "vendor-autoreply"}
+    assert all(m.description for _, table in TABLES for m in table)
+    # X-Auto-Response-Suppress is a request, never a machine marker
+    assert not any("auto-response-suppress" in m.header.lower() for _, t in TABLES for m in t)
 
 
-def test_custom_guard_tuple() -> None:
-    msg = parse_message(raw(POSTFIX_DSN))
-    assert check_message(msg, CTX, guards=(MachineSender(),)).reason == "machine-sender"
-    assert check_message(msg, CTX, guards=()).automated is False
+def test_no_sender_and_suppress_are_no_machine_mail() -> None:
+    text = CUSTOMER.replace("User-Agent:", "X-Auto-Response-Suppress: All\n    User-Agent:")
+    c = classify(parse_message(raw(text)), CTX)
+    assert (c.sender, c.no_autoreply) == ("customer", "auto-response-suppress")
+    c = classify(parse_message(raw(without(CUSTOMER, "From"))), CTX)
+    assert (c.sender, c.no_autoreply) == ("customer", "no-sender")

@@ -74,7 +74,7 @@ def test_eta_round_trip(dovecot: DovecotServer, imap_account: ImapAccount, db_ur
 MACHINES = {
     "exchange-ooo": ("Bob <bob@corp.example>", "Automatic reply: Order missing",
                      "Auto-Submitted: auto-generated\r\nX-Auto-Response-Suppress: All\r\n"
-                     "X-MS-Exchange-Inbox-Rules-Loop: bob@corp.example\r\n", "auto-submitted"),
+                     "X-MS-Exchange-Inbox-Rules-Loop: bob@corp.example\r\n", "vendor-autoreply"),
     "gmail-vacation": ("Carol <carol@gmail.example>", "Out of office",
                        "Auto-Submitted: auto-replied\r\nPrecedence: bulk\r\n", "auto-submitted"),
     "list": ("News <news@lists.example>", "Weekly digest",

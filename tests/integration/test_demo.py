@@ -26,7 +26,7 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
         ["auto-reply", "bounce", "bulk", "notification"], filtered
     assert "ETA auto-replies that went out (11" in out
     assert "within 4 business hours" in out and "iş saati içinde" in out
-    for reason in ("loop-guard:auto-submitted", "loop-guard:report-content",
+    for reason in ("loop-guard:autoreply-subject", "loop-guard:report-content",
                    "loop-guard:list-headers", "loop-guard:machine-sender",
                    "rate-limit-sender"):
         assert reason in out
