@@ -5,9 +5,10 @@ that is not automatic is an agent reply, which counts for first_response_at and
 agent_replies; a customer's mail on a solved or pending ticket reopens it;
 machine mail is stored `auto` and changes nothing on a customer's ticket (a
 bounce of our mail records `delivery_failed`), and opens only `filtered` ones.
-Arrival time follows DESIGN.md "Metric definitions". Works inside the caller's transaction; never commits. Ingest
-announces each batch (`prepare`), so the lookups take one query per kind for
-the whole batch (`maild.store.batch`); without that, each message asks SQL.
+Arrival time follows DESIGN.md "Metric definitions". Works inside the caller's
+transaction; never commits. Ingest announces each batch (`prepare`), so the
+lookups take one query per kind for the whole batch (`maild.store.batch`);
+without that, each message asks SQL.
 """
 
 from __future__ import annotations
