@@ -116,7 +116,9 @@ class AutomationHandler:
         plan = plan_message(self.auto, parsed, mailbox=mailbox.address,
                             is_new=stored.new_ticket, arrived_at=stored.row.arrived_at,
                             previous_tickets=previous, now=self.clock.now(),
-                            suggest=stored.new_ticket)  # apply_plan keeps them for new only
+                            suggest=stored.new_ticket,  # apply_plan keeps them for new only
+                            classification=stored.route.classification if stored.route
+                            else None)  # the one decision ingest stored
         now = self.clock.now()
         apply_plan(session, self.auto, ticket, plan, stored.new_ticket, stored.row.arrived_at,
                    now)

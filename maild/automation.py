@@ -141,10 +141,14 @@ def _skip_reason(auto: Automation, verdict: Verdict, decision: Decision,
 
 def plan_message(auto: Automation, parsed: ParsedMessage, *, mailbox: str, is_new: bool,
                  previous_tickets: int, arrived_at: datetime,
-                 now: datetime | None = None, suggest: bool = True) -> Plan:
+                 now: datetime | None = None, suggest: bool = True,
+                 classification: Classification | None = None) -> Plan:
     """The Plan for `parsed`; `suggest=False` leaves the macro suggestions out (ingest
-    stores them on new tickets only, and ranking them is a third of the planning)."""
-    classification = classify(parsed, GuardContext(own_addresses=auto.own_addresses))
+    stores them on new tickets only, and ranking them is a third of the planning).
+    `classification`: the one ingest stored on the message (with the team's
+    addresses); without it the message is classified here with maild's own only."""
+    if classification is None:
+        classification = classify(parsed, GuardContext(own_addresses=auto.own_addresses))
     verdict = verdict_of(classification)
     language = detect_language(own_words(parsed.text), auto.settings.default_language)
     facts = MessageFacts(message=parsed, mailbox=mailbox, is_new_ticket=is_new,

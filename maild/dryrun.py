@@ -18,7 +18,7 @@ from maild.app import App
 from maild.automation import plan_message
 from maild.errors import ConfigError, MaildError
 from maild.parse import parse_message
-from maild.routing import counterpart_of
+from maild.routing import Route, counterpart_of, route_message
 from maild.store import repo
 from maild.store.models import Customer, Mailbox
 from maild.threads import decide_thread
@@ -30,6 +30,17 @@ def _read(path: str) -> bytes:
         return Path(path).read_bytes()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read message: {exc.strerror}") from None
+
+
+def _route_dict(route: Route) -> dict[str, Any]:
+    """How ingest would store it: direction, counted or not, whose ticket."""
+    failed = route.bounce.recipients if route.bounce else ()
+    return {"direction": "out" if route.outbound else "in", "auto": route.automatic,
+            "customer": route.counterpart, "opens": "filtered" if route.filtered else
+            "nothing" if route.only_join else "ticket", "filtered_kind": route.filtered_kind,
+            "forwarded_by": route.forwarded_by,
+            "delivery_failed": [{"address": f.address, "status": f.status,
+                                 "diagnostic": f.diagnostic} for f in failed]}
 
 
 def dry_run(app: App, path: str) -> dict[str, Any]:
@@ -58,11 +69,13 @@ def dry_run(app: App, path: str) -> dict[str, Any]:
             session.rollback()
     except (MaildError, SQLAlchemyError):
         pass
+    route = route_message(parsed, "inbox", app.routing(), raw)
     plan = plan_message(auto, parsed, mailbox=mailbox, is_new=is_new,
-                        previous_tickets=previous, arrived_at=arrived, now=now)
+                        previous_tickets=previous, arrived_at=arrived, now=now,
+                        classification=route.classification)
     out = {"file": path, "message_id": parsed.message_id, "from": parsed.from_addr,
            "subject": parsed.subject, "parse_error": parsed.parse_error, "thread": thread,
-           **plan.as_dict()}
+           **plan.as_dict(), "route": _route_dict(route)}
     if plan.auto_reply and rate:
         out["auto_reply"].update(send=False, skip_reason=rate)
     return out
