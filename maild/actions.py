@@ -32,17 +32,18 @@ log = logging.getLogger("maild.actions")
 def rate_limit_reason(session: Session, auto: Automation, recipient: str,
                       now: datetime) -> str | None:
     """Why an ETA reply to `recipient` must not go out now, or None."""
+    bounced = session.scalar(select(Customer.bounced_at).where(Customer.address == recipient))
+    hold = timedelta(hours=auto.settings.after_bounce_hours)
+    if bounced is not None and now - bounced < hold:
+        return f"recipient-bounced (our mail to it bounced at {bounced.isoformat()}; " \
+               f"autoreply.after_bounce_hours = {auto.settings.after_bounce_hours})"
     window = now - timedelta(hours=auto.settings.per_sender_hours)
     recent = session.scalar(select(func.count(OutboxRow.id)).where(
         OutboxRow.kind == "auto_reply", OutboxRow.recipient == recipient,
         OutboxRow.created_at >= window))
     if recent:
         return f"rate-limit-sender (one per {auto.settings.per_sender_hours} h)"
-    bounced = session.scalar(select(Customer.bounced_at).where(Customer.address == recipient))
-    hold = timedelta(hours=auto.settings.after_bounce_hours)
-    if bounced is not None and now - bounced < hold:
-        return f"recipient-bounced (our mail to it bounced at {bounced.isoformat()}; " \
-               f"autoreply.after_bounce_hours = {auto.settings.after_bounce_hours})"
+
     hour = session.scalar(select(func.count(OutboxRow.id)).where(
         OutboxRow.kind == "auto_reply", OutboxRow.created_at >= now - timedelta(hours=1)))
     if (hour or 0) >= auto.settings.global_per_hour:
@@ -83,12 +84,6 @@ def filter_ticket(session: Session, ticket: Ticket, kind: str, reason: str,
     set_status(session, ticket, "filtered", at, reason=reason)
 
 
-def _routed_skip(stored: StoredMessage) -> str | None:
-    """An ETA-only suppression the routing found (an agent's forward, say)."""
-    cls = stored.route.classification if stored.route is not None else None
-    return cls.no_autoreply if cls is not None and cls.no_autoreply else None
-
-
 class AutomationHandler:
     """Ingest handler: rules and the ETA auto-reply for inbound mail."""
 
@@ -122,8 +117,7 @@ class AutomationHandler:
         now = self.clock.now()
         apply_plan(session, self.auto, ticket, plan, stored.new_ticket, stored.row.arrived_at,
                    now)
-        reason = plan.skip_reason or _routed_skip(stored) or \
-            rate_limit_reason(session, self.auto, plan.reply_to, now)
+        reason = plan.skip_reason or rate_limit_reason(session, self.auto, plan.reply_to, now)
         if reason is not None:
             if stored.new_ticket or plan.verdict.automated or plan.decision.auto_reply:
                 repo.add_event(session, ticket.id, now, "auto_reply_suppressed", reason=reason,

@@ -47,7 +47,7 @@ def verdict_of(c: Classification) -> Verdict:
     if c.machine:
         return Verdict(True, c.reason, c.description)
     if c.no_autoreply:
-        return Verdict(True, c.no_autoreply, DESCRIPTIONS[c.no_autoreply])
+        return Verdict(True, c.no_autoreply, DESCRIPTIONS.get(c.no_autoreply, c.description))
     return Verdict(False)
 
 

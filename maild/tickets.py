@@ -34,6 +34,7 @@ from maild.store.models import Customer, MessageRow, MessageSource, Ticket
 from maild.threads import ThreadDecision, decide_thread, normalize_subject
 
 ABSURD_DATE = timedelta(hours=24)
+BOUNCE_MATCH = timedelta(days=30)  # how far back a bounce's failed recipient is matched
 log = logging.getLogger("maild.tickets")
 
 
@@ -174,12 +175,25 @@ class TicketWriter:
         decision = decide_thread(parsed, counterpart=route.counterpart, outbound=team,
                                  lookup=self.lookup, arrived_at=arrived, window=self.window,
                                  thread_ids=route.thread_ids or None)
+        if decision.ticket_id is None and route.bounce is not None:
+            return self._bounced_recipient(route.bounce, arrived) or decision
         if decision.ticket_id is None or route.outbound or route.automatic:
             return decision
         ticket = self._ticket(decision.ticket_id)
         if ticket.status == "filtered":  # a person writes: a ticket of their own
             return ThreadDecision(None, f"new: #{ticket.id} is filtered")
         return self._past_reopen_window(decision, ticket, arrived)
+
+    def _bounced_recipient(self, bounce: BounceDetails, arrived: datetime
+                           ) -> ThreadDecision | None:
+        """A bounce that returns no Message-ID we know: the ticket whose mail went to
+        the failed address (the last 30 days)."""
+        for failed in bounce.recipients:
+            found = repo.ticket_for_failed_recipient(self.session, self.mailbox_id,
+                                                     failed.address, arrived - BOUNCE_MATCH)
+            if found is not None:
+                return ThreadDecision(found, "failed-recipient")
+        return None
 
     def _events(self, parsed: ParsedMessage, ticket: Ticket, route: Route,
                 decision: ThreadDecision, new: bool, arrived: datetime, now: datetime) -> None:

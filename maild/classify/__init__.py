@@ -39,6 +39,9 @@ DESCRIPTIONS: Final[dict[str, str]] = {
     "agent-address": "From is an [agents] address",
     "company-domain": "From is an address at a company domain",
     "human": "written by a person",
+    "agent-forward": "an agent forwarded a customer's mail to support",
+    "forwarded-by-agent": "an agent forwarded it: the customer did not write to us",
+    "recovered-sender": "a sender recovered by hand from filtered: a customer",
     "no-sender": "no usable From address (missing, or mangled like 'Ann x@y.com')",
     "auto-response-suppress": "the sender asked for no auto-reply "
                               "(X-Auto-Response-Suppress All/OOF/AutoReply)",

@@ -61,6 +61,22 @@ def outbox_has(session: Session, message_id: str) -> bool:
         OutboxRow.message_id == message_id)) is not None
 
 
+def ticket_for_failed_recipient(session: Session, mailbox_id: int, address: str,
+                                since: datetime) -> int | None:
+    """The ticket whose mail to `address` most likely bounced: the newest one maild sent
+    there (outbox), else the newest ticket of that customer that the team answered."""
+    found = session.scalar(select(OutboxRow.ticket_id).where(
+        OutboxRow.mailbox_id == mailbox_id, OutboxRow.recipient == address,
+        OutboxRow.ticket_id.is_not(None), OutboxRow.created_at >= since)
+        .order_by(OutboxRow.id.desc()).limit(1))
+    if found is not None:
+        return found
+    return session.scalar(select(Ticket.id).join(Customer, Customer.id == Ticket.customer_id)
+                          .where(Ticket.mailbox_id == mailbox_id, Customer.address == address,
+                                 Ticket.status != "filtered", Ticket.updated_at >= since)
+                          .order_by(Ticket.updated_at.desc(), Ticket.id.desc()).limit(1))
+
+
 def add_event(session: Session, ticket_id: int | None, at: datetime, kind: str,
               actor: str = "maild", **detail: Any) -> Event:
     ev = Event(ticket_id=ticket_id, at=at, kind=kind, actor=actor, detail=detail)
