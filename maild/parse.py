@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from email.header import decode_header, make_header
+from email.header import Header, decode_header, make_header
 from email.message import Message
 from email.utils import getaddresses
 from html.parser import HTMLParser
@@ -24,7 +24,7 @@ from typing import Any
 
 import mailparser
 
-from maild.addresses import usable_address
+from maild.addresses import unicode_domain, usable_address
 
 MSGID_RE = re.compile(r"<[^<>\s]+>")
 _WS_RE = re.compile(r"\s+")
@@ -106,14 +106,40 @@ def clean_header(value: str) -> str:
 def decode_header_value(value: Any) -> str:
     if value is None:
         return ""
-    raw = str(value)
+    raw = _header_text(value)
     if "=?" not in raw:  # no RFC 2047 encoded word: decoding would return it unchanged
         return clean_header(raw)
     try:
-        decoded = str(make_header(decode_header(raw)))
+        decoded = str(make_header(decode_header(raw))) if raw.isascii() else _decode_words(raw)
     except (ValueError, LookupError, UnicodeError):
         decoded = raw
     return clean_header(decoded)
+
+
+def _header_text(value: Any) -> str:
+    """A header value as text. compat32 hands a value with 8-bit bytes over as a `Header`
+    of unknown-8bit bytes: those are UTF-8 (RFC 6532), not text to show as U+FFFD."""
+    if not isinstance(value, Header):
+        return str(value)
+    return "".join(chunk.decode("utf-8" if charset == "unknown-8bit" else "ascii", "replace")
+                   if isinstance(chunk, bytes) else chunk
+                   for chunk, charset in decode_header(value))
+
+
+_NON_ASCII_RE = re.compile(r"([^\x00-\x7f]+)")
+
+
+def _decode_words(text: str) -> str:
+    """Decode the RFC 2047 words in UTF-8 text (RFC 6532). `decode_header` reads ASCII
+    only, so each ASCII run is decoded on its own and the UTF-8 runs are kept as they are."""
+    out = []
+    for i, part in enumerate(_NON_ASCII_RE.split(text)):
+        if i % 2 or "=?" not in part:
+            out.append(part)
+        else:  # decode_header drops the leading white space that separates it from text
+            lead = part[:len(part) - len(part.lstrip())]
+            out.append(lead + str(make_header(decode_header(part))))
+    return "".join(out)
 
 
 # Longest values kept, as the database's columns are (maild.store.models): an address
@@ -171,7 +197,7 @@ def _addresses(values: Iterable[str]) -> tuple[Address, ...]:
     for value in values:
         decoded = decode_header_value(value)
         for name, addr in _pairs(decoded):
-            addr = _bounded(clean_header(addr).lower())
+            addr = _bounded(unicode_domain(clean_header(addr).lower()))
             if addr and "@" in addr:
                 out.append(Address(clean_header(name)[:NAME_MAX], addr))
     return tuple(out)
