@@ -120,7 +120,7 @@ def _header_text(value: Any) -> str:
     """A header value as text. compat32 hands a value with 8-bit bytes over as a `Header`
     of unknown-8bit bytes: those are UTF-8 (RFC 6532), not text to show as U+FFFD."""
     if not isinstance(value, Header):
-        return str(value)
+        return "" if value is None else str(value)
     return "".join(chunk.decode("utf-8" if charset == "unknown-8bit" else "ascii", "replace")
                    if isinstance(chunk, bytes) else chunk
                    for chunk, charset in decode_header(value))
@@ -262,7 +262,7 @@ def _attachments(items: list[dict[str, Any]]) -> tuple[Attachment, ...]:
 
 def _base_fields(msg: Message, raw: bytes) -> dict[str, Any]:
     """Header-derived fields, read with the stdlib parser (never fails)."""
-    mid_values = extract_ids(msg.get("Message-ID"))
+    mid_values = extract_ids(_header_text(msg.get("Message-ID")))
     message_id = mid_values[0] if mid_values else synthetic_message_id(raw)
     from_ = _addresses(msg.get_all("From") or [])
     return {
@@ -274,8 +274,8 @@ def _base_fields(msg: Message, raw: bytes) -> dict[str, Any]:
         "to": _addresses(msg.get_all("To") or []),
         "cc": _addresses(msg.get_all("Cc") or []),
         "reply_to": _addresses(msg.get_all("Reply-To") or []),
-        "in_reply_to": extract_ids(" ".join(msg.get_all("In-Reply-To") or [])),
-        "references": extract_ids(" ".join(msg.get_all("References") or [])),
+        "in_reply_to": extract_ids(" ".join(map(_header_text, msg.get_all("In-Reply-To") or []))),
+        "references": extract_ids(" ".join(map(_header_text, msg.get_all("References") or []))),
         "headers": _headers(msg),
         "content_type": clean_header(msg.get_content_type()).lower(),
         "raw_size": len(raw),

@@ -73,6 +73,17 @@ def test_parse_reads_utf8_in_every_address_header_and_the_subject() -> None:
     assert parsed.header("From") == f"Ayşe <{AYSE}>"
 
 
+def test_parse_reads_utf8_message_ids() -> None:
+    """RFC 6532 clients may put their IDN domain in the Message-ID: once a TypeError
+    that left the whole message unparsed (and its customer `unknown@invalid`)."""
+    raw = raw_mail(frm=f"Ayşe <{AYSE}>", msgid="<c2@örnek.com.tr>",
+                   in_reply_to="<c1@örnek.com.tr>", references="<c0@x.org> <c1@örnek.com.tr>")
+    parsed = parse_message(raw)
+    assert parsed.parse_error is None and parsed.from_addr == AYSE
+    assert parsed.message_id == "<c2@örnek.com.tr>" and not parsed.message_id_synthetic
+    assert parsed.thread_ids == ("<c1@örnek.com.tr>", "<c0@x.org>")
+
+
 def test_decode_header_value_keeps_ascii_behaviour() -> None:
     assert decode_header_value("=?utf-8?q?Ann?= <ann@example.org>") == "Ann <ann@example.org>"
     assert decode_header_value("=?bogus?q?x?= ü") == "=?bogus?q?x?= ü"  # unreadable: raw
@@ -187,6 +198,13 @@ def test_compose_for_an_internationalised_recipient(to: str, name: str) -> None:
     assert needs_smtputf8(out.raw, out.sender, out.recipients)
     parsed = parse_message(out.raw)  # as the outbox records it on the ticket
     assert parsed.to[0].addr == to and parsed.parse_error is None
+
+
+def test_a_utf8_message_id_is_answered_in_utf8_not_encoded_words() -> None:
+    out = composed(in_reply_to="<c1@örnek.com.tr>", references=["<c1@örnek.com.tr>"])
+    head = out.raw.split(b"\r\n\r\n", 1)[0].decode()
+    assert "In-Reply-To: <c1@örnek.com.tr>\r\n" in head and "=?" not in head
+    assert parse_message(out.raw).in_reply_to == ("<c1@örnek.com.tr>",)
 
 
 def test_needs_smtputf8_only_for_non_ascii_envelope_or_header() -> None:
