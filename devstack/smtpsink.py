@@ -4,8 +4,9 @@
 (envelope and raw bytes) in a thread-safe list and can optionally hand each
 message to a ``DovecotServer`` via LMTP, so a full customer -> support ->
 auto-reply -> customer INBOX round trip can be observed.  It can require
-AUTH, offer STARTTLS and inject failures (4xx/5xx replies, dropped
-connections) into the DATA phase.
+AUTH, offer STARTTLS, offer SMTPUTF8 or not (on by default, as Postfix has it)
+and inject failures (4xx/5xx replies, dropped connections) into the DATA
+phase.  Each message records the MAIL parameters it came with (``SMTPUTF8``).
 
 It must not relay mail anywhere but the given Dovecot, listen on any address
 other than 127.0.0.1, or be used by ``maild`` at runtime.
@@ -68,6 +69,7 @@ class ReceivedMessage:
     received_at: float
     auth_user: str | None = None
     delivered_to: tuple[str, ...] = field(default=())
+    mail_options: tuple[str, ...] = field(default=())  # as aiosmtpd gives them: upper case
 
     def parsed(self) -> EmailMessage:
         """The message parsed with the modern ``email`` policy."""
@@ -107,8 +109,10 @@ class SmtpSink:
         key_file: str | Path | None = None,
         deliver_to: DovecotServer | None = None,
         port: int = 0,
+        smtputf8: bool = True,
     ) -> None:
         self.require_auth = require_auth
+        self.smtputf8 = smtputf8
         self.username = username
         self.password = password
         self.starttls = starttls
@@ -210,7 +214,8 @@ class SmtpSink:
     # ----------------------------------------------------------------- internals
 
     def _smtp_kwargs(self) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {"server_hostname": "localhost", "ready_timeout": 5.0}
+        kwargs: dict[str, Any] = {"server_hostname": "localhost", "ready_timeout": 5.0,
+                                  "enable_SMTPUTF8": self.smtputf8}
         if self.require_auth:
             kwargs.update(
                 authenticator=self._authenticate, auth_required=True, auth_require_tls=False
@@ -269,6 +274,7 @@ class SmtpSink:
                 received_at=time.time(),
                 auth_user=cast("str | None", session.auth_data) if session.authenticated else None,
                 delivered_to=delivered,
+                mail_options=tuple(envelope.mail_options),
             )
         )
         return "250 2.0.0 OK"

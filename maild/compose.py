@@ -5,6 +5,10 @@ reply that lost its headers can still be traced), In-Reply-To/References to
 the message it answers, and `[#ID]` in the subject. Automatic mail carries
 the RFC 3834 headers from `AUTO_HEADERS`. Header values never contain CR/LF:
 they are collapsed to one line before Python's email policy checks them again.
+A message to or from an internationalised address (`ayşe@örnek.com.tr`), or that
+answers a UTF-8 Message-ID, is built with the SMTPUTF8 policy (RFC 6532: UTF-8
+headers; an address is never punycoded, a Message-ID never RFC 2047-encoded);
+all other mail keeps the plain SMTP policy and RFC 2047 encoded words.
 No templates are rendered and nothing is sent here.
 """
 
@@ -15,8 +19,9 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from email.headerregistry import Address
 from email.message import EmailMessage
-from email.policy import SMTP
+from email.policy import SMTP, SMTPUTF8
 from email.utils import format_datetime, formataddr
 
 from maild.threads import TAG_RE
@@ -56,16 +61,26 @@ class Outgoing:
     raw: bytes
 
 
+def _mailbox(name: str, addr: str, utf8: bool) -> str | Address:
+    """A From/To value; with `utf8` an `Address`, which the SMTPUTF8 policy writes in
+    UTF-8 (`formataddr` refuses a non-ASCII local part and would punycode the domain)."""
+    if not utf8:
+        return formataddr((one_line(name), addr))
+    local, _, domain = addr.rpartition("@")
+    return Address(display_name=one_line(name), username=local, domain=domain)
+
+
 def compose(*, sender: str, sender_name: str, to: str, to_name: str, subject: str, body: str,
             date: datetime, ticket_id: int | None, in_reply_to: str | None = None,
             references: Sequence[str] = (), automatic: bool = True,
             language: str | None = None, extra_headers: dict[str, str] | None = None,
             html: str | None = None) -> Outgoing:
-    msg = EmailMessage(policy=SMTP)
+    utf8 = not all(v.isascii() for v in (sender, to, in_reply_to or "", *references))
+    msg = EmailMessage(policy=SMTPUTF8 if utf8 else SMTP)
     domain = sender.rpartition("@")[2]
     message_id = make_message_id(domain, ticket_id)
-    msg["From"] = formataddr((one_line(sender_name), sender))
-    msg["To"] = formataddr((one_line(to_name), one_line(to)))
+    msg["From"] = _mailbox(sender_name, sender, utf8)
+    msg["To"] = _mailbox(to_name, one_line(to), utf8)
     msg["Subject"] = one_line(subject)
     msg["Date"] = format_datetime(date)
     msg["Message-ID"] = message_id

@@ -19,11 +19,15 @@ class MailboxError(MaildError):
 
 
 class SendError(MaildError):
-    """SMTP connection, login or delivery failure."""
+    """SMTP connection, login or delivery failure. `reason`, on a permanent failure,
+    names why the message cannot reach its recipients (e.g. `smtputf8-unsupported`):
+    the outbox records it on the ticket as a `delivery_failed` event."""
 
-    def __init__(self, message: str, *, permanent: bool = False) -> None:
+    def __init__(self, message: str, *, permanent: bool = False,
+                 reason: str | None = None) -> None:
         super().__init__(message)
         self.permanent = permanent
+        self.reason = reason
 
 
 class RuleError(MaildError):

@@ -9,7 +9,9 @@ server's acceptance and the mark leaves the row claimed; after `stale_after`
 it is sent again with the SAME Message-ID (at-least-once, recognisable as a
 duplicate downstream). Temporary failures back off exponentially up to a cap;
 after `max_attempts`, or on a permanent 5xx, the row is marked failed with an
-event and a log line — never dropped. No SMTP or IMAP code here: both are
+event and a log line — never dropped. A permanent failure with a reason
+(`SendError.reason`, e.g. `smtputf8-unsupported`) also records a `delivery_failed`
+event per recipient, shaped like a bounce's. No SMTP or IMAP code here: both are
 injected callables.
 """
 
@@ -24,7 +26,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild.clock import Clock
-from maild.compose import Outgoing
+from maild.compose import Outgoing, one_line
 from maild.errors import MaildError, SendError
 from maild.parse import parse_message
 from maild.store import repo
@@ -169,6 +171,11 @@ class OutboxSender:
                     repo.add_event(s, row.ticket_id, now, f"{row.kind}_failed",
                                    message_id=row.message_id, error=str(exc)[:500],
                                    attempts=row.attempts)
+                    if exc.reason:
+                        for address in dict.fromkeys(row.recipients):
+                            repo.add_event(s, row.ticket_id, now, "delivery_failed",
+                                           address=address, status=exc.reason,
+                                           diagnostic=one_line(str(exc))[:500])
                 return
             row.status = "queued"
             row.next_attempt_at = now + self.policy.delay(row.attempts)

@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from email.header import decode_header, make_header
+from email.header import Header, decode_header, make_header
 from email.message import Message
 from email.utils import getaddresses
 from html.parser import HTMLParser
@@ -25,7 +25,7 @@ from typing import Any
 
 import mailparser
 
-from maild.addresses import usable_address
+from maild.addresses import unicode_domain, usable_address
 
 MSGID_RE = re.compile(r"<[^<>\s]+>")
 _WS_RE = re.compile(r"\s+")
@@ -121,14 +121,40 @@ def clean_header(value: str) -> str:
 def decode_header_value(value: Any) -> str:
     if value is None:
         return ""
-    raw = str(value)
+    raw = _header_text(value)
     if "=?" not in raw:  # no RFC 2047 encoded word: decoding would return it unchanged
         return clean_header(raw)
     try:
-        decoded = str(make_header(decode_header(raw)))
+        decoded = str(make_header(decode_header(raw))) if raw.isascii() else _decode_words(raw)
     except (ValueError, LookupError, UnicodeError):
         decoded = raw
     return clean_header(decoded)
+
+
+def _header_text(value: Any) -> str:
+    """A header value as text. compat32 hands a value with 8-bit bytes over as a `Header`
+    of unknown-8bit bytes: those are UTF-8 (RFC 6532), not text to show as U+FFFD."""
+    if not isinstance(value, Header):
+        return "" if value is None else str(value)
+    return "".join(chunk.decode("utf-8" if charset == "unknown-8bit" else "ascii", "replace")
+                   if isinstance(chunk, bytes) else chunk
+                   for chunk, charset in decode_header(value))
+
+
+_NON_ASCII_RE = re.compile(r"([^\x00-\x7f]+)")
+
+
+def _decode_words(text: str) -> str:
+    """Decode the RFC 2047 words in UTF-8 text (RFC 6532). `decode_header` reads ASCII
+    only, so each ASCII run is decoded on its own and the UTF-8 runs are kept as they are."""
+    out = []
+    for i, part in enumerate(_NON_ASCII_RE.split(text)):
+        if i % 2 or "=?" not in part:
+            out.append(part)
+        else:  # decode_header drops the leading white space that separates it from text
+            lead = part[:len(part) - len(part.lstrip())]
+            out.append(lead + str(make_header(decode_header(part))))
+    return "".join(out)
 
 
 # Longest values kept, as the database's columns are (maild.store.models): an address
@@ -186,7 +212,7 @@ def _addresses(values: Iterable[str]) -> tuple[Address, ...]:
     for value in values:
         decoded = decode_header_value(value)
         for name, addr in _pairs(decoded):
-            addr = _bounded(clean_header(addr).lower())
+            addr = _bounded(unicode_domain(clean_header(addr).lower()))
             if addr and "@" in addr:
                 out.append(Address(clean_header(name)[:NAME_MAX], addr))
     return tuple(out)
@@ -251,7 +277,7 @@ def _attachments(items: list[dict[str, Any]]) -> tuple[Attachment, ...]:
 
 def _base_fields(msg: Message, raw: bytes) -> dict[str, Any]:
     """Header-derived fields, read with the stdlib parser (never fails)."""
-    mid_values = extract_ids(msg.get("Message-ID"))
+    mid_values = extract_ids(_header_text(msg.get("Message-ID")))
     message_id = mid_values[0] if mid_values else synthetic_message_id(raw)
     from_ = _addresses(msg.get_all("From") or [])
     return {
@@ -263,8 +289,8 @@ def _base_fields(msg: Message, raw: bytes) -> dict[str, Any]:
         "to": _addresses(msg.get_all("To") or []),
         "cc": _addresses(msg.get_all("Cc") or []),
         "reply_to": _addresses(msg.get_all("Reply-To") or []),
-        "in_reply_to": extract_ids(" ".join(msg.get_all("In-Reply-To") or [])),
-        "references": extract_ids(" ".join(msg.get_all("References") or [])),
+        "in_reply_to": extract_ids(" ".join(map(_header_text, msg.get_all("In-Reply-To") or []))),
+        "references": extract_ids(" ".join(map(_header_text, msg.get_all("References") or []))),
         "headers": _headers(msg),
         "content_type": clean_header(msg.get_content_type()).lower(),
         "raw_size": len(raw),

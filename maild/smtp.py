@@ -4,12 +4,17 @@ TLS always verifies the server (a custom CA may be added, never verification
 turned off). A 4xx reply or a dropped connection is temporary; a 5xx reply is
 permanent (`SendError.permanent`), and so is an address that is not a plain
 addr-spec (`addresses.usable_address`): it is refused before connecting.
+Mail that needs SMTPUTF8 (RFC 6531: a non-ASCII envelope address or UTF-8 headers)
+is sent with the SMTPUTF8 MAIL parameter when the server's EHLO offers it; when it
+does not, nothing is sent and the failure is permanent with reason
+`smtputf8-unsupported` (the address is never punycoded behind the customer's back).
 No queueing or retries here: see the outbox.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -18,6 +23,8 @@ import aiosmtplib
 from maild.addresses import usable_address
 from maild.errors import SendError
 from maild.mailbox import tls_context
+
+SMTPUTF8_UNSUPPORTED = "smtputf8-unsupported"
 
 
 @dataclass(frozen=True)
@@ -41,13 +48,35 @@ def _where(s: SmtpSettings) -> str:
     return f"SMTP {s.host}:{s.port}"
 
 
+def needs_smtputf8(raw: bytes, sender: str, recipients: Sequence[str]) -> bool:
+    """A non-ASCII envelope address, or 8-bit bytes in the header (RFC 6532)."""
+    head = raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+    return not (all(a.isascii() for a in (sender, *recipients)) and head.isascii())
+
+
+async def _mail_options(smtp: aiosmtplib.SMTP, s: SmtpSettings, utf8: bool,
+                        recipients: Sequence[str]) -> list[str]:
+    if not utf8:
+        return []
+    if smtp.is_ehlo_or_helo_needed:
+        with contextlib.suppress(aiosmtplib.SMTPHeloError):  # no ESMTP: no SMTPUTF8 either
+            await smtp.ehlo()
+    if not smtp.supports_extension("smtputf8"):
+        raise SendError(f"{SMTPUTF8_UNSUPPORTED}: {_where(s)} does not offer SMTPUTF8, which "
+                        f"mail to {', '.join(recipients)} needs; not sent",
+                        permanent=True, reason=SMTPUTF8_UNSUPPORTED)
+    return ["SMTPUTF8"]
+
+
 async def _send(s: SmtpSettings, raw: bytes, sender: str, recipients: Sequence[str]) -> str:
     smtp = _client(s)
     try:
         await smtp.connect()
         if s.username:
             await smtp.login(s.username, s.password or "")
-        errors, reply = await smtp.sendmail(sender, list(recipients), raw)
+        options = await _mail_options(smtp, s, needs_smtputf8(raw, sender, recipients),
+                                      recipients)
+        errors, reply = await smtp.sendmail(sender, list(recipients), raw, mail_options=options)
     finally:
         if smtp.is_connected:
             try:
