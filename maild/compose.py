@@ -5,10 +5,11 @@ reply that lost its headers can still be traced), In-Reply-To/References to
 the message it answers, and `[#ID]` in the subject. Automatic mail carries
 the RFC 3834 headers from `AUTO_HEADERS`. Header values never contain CR/LF:
 they are collapsed to one line before Python's email policy checks them again.
-A message to or from an internationalised address (`ayşe@örnek.com.tr`), or that
-answers a UTF-8 Message-ID, is built with the SMTPUTF8 policy (RFC 6532: UTF-8
-headers; an address is never punycoded, a Message-ID never RFC 2047-encoded);
-all other mail keeps the plain SMTP policy and RFC 2047 encoded words.
+A message to or from an internationalised address (`ayşe@örnek.com.tr`) is built
+with the SMTPUTF8 policy (RFC 6532: UTF-8 headers; an address is never punycoded,
+a Message-ID never RFC 2047-encoded); all other mail keeps the plain SMTP policy
+and RFC 2047 encoded words, and leaves a UTF-8 Message-ID out of In-Reply-To and
+References (the `[#ID]` tag still threads the answer) so that it never needs SMTPUTF8.
 No templates are rendered and nothing is sent here.
 """
 
@@ -75,7 +76,11 @@ def compose(*, sender: str, sender_name: str, to: str, to_name: str, subject: st
             references: Sequence[str] = (), automatic: bool = True,
             language: str | None = None, extra_headers: dict[str, str] | None = None,
             html: str | None = None) -> Outgoing:
-    utf8 = not all(v.isascii() for v in (sender, to, in_reply_to or "", *references))
+    utf8 = not (sender.isascii() and to.isascii())
+    if not utf8:  # a UTF-8 Message-ID must not make an ASCII customer's reply need
+        # SMTPUTF8 (a server without it would refuse the answer): drop it, [#ID] threads
+        in_reply_to = in_reply_to if in_reply_to and in_reply_to.isascii() else None
+        references = [r for r in references if r.isascii()]
     msg = EmailMessage(policy=SMTPUTF8 if utf8 else SMTP)
     domain = sender.rpartition("@")[2]
     message_id = make_message_id(domain, ticket_id)

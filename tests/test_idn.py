@@ -201,10 +201,19 @@ def test_compose_for_an_internationalised_recipient(to: str, name: str) -> None:
 
 
 def test_a_utf8_message_id_is_answered_in_utf8_not_encoded_words() -> None:
-    out = composed(in_reply_to="<c1@örnek.com.tr>", references=["<c1@örnek.com.tr>"])
+    out = composed(to=AYSE, in_reply_to="<c1@örnek.com.tr>", references=["<c1@örnek.com.tr>"])
     head = out.raw.split(b"\r\n\r\n", 1)[0].decode()
     assert "In-Reply-To: <c1@örnek.com.tr>\r\n" in head and "=?" not in head
     assert parse_message(out.raw).in_reply_to == ("<c1@örnek.com.tr>",)
+
+
+def test_an_ascii_customer_with_a_utf8_message_id_never_needs_smtputf8() -> None:
+    out = composed(in_reply_to="<c1@örnek.com.tr>",
+                   references=["<c0@example.org>", "<c1@örnek.com.tr>"])
+    assert not needs_smtputf8(out.raw, out.sender, out.recipients)
+    parsed = parse_message(out.raw)
+    assert parsed.in_reply_to == () and parsed.references == ("<c0@example.org>",)
+    assert "[#1]" in parsed.subject
 
 
 def test_needs_smtputf8_only_for_non_ascii_envelope_or_header() -> None:
