@@ -13,6 +13,7 @@ import email
 import email.parser
 import email.policy
 import hashlib
+import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -25,7 +26,19 @@ from typing import Any
 
 import mailparser
 
+
 from maild.addresses import unicode_domain, usable_address
+
+_QUIET = "not handled"  # mail-parser's warning for parts it skips (text/rfc822-headers of
+# every DSN): maild reads those parts itself (`attached`), so the line is noise
+
+
+class _DropSkippedPartWarnings(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return _QUIET not in record.getMessage()
+
+
+logging.getLogger("mailparser.core").addFilter(_DropSkippedPartWarnings())
 
 MSGID_RE = re.compile(r"<[^<>\s]+>")
 _WS_RE = re.compile(r"\s+")

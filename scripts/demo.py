@@ -6,7 +6,9 @@ Turkish, replies, an attachment, a broken message) plus machine mail (an
 out-of-office, a bounce, a mailing list, a noreply sender) and agent replies
 in Sent, runs `maild db upgrade` and `maild run --once`, then shows the
 tickets, the ETA auto-replies that went out, those suppressed and why, the
-macro suggestions and SLA status, and writes a digest preview as HTML.
+macro suggestions and SLA status, then bounces one ETA reply (a mistyped
+address) and shows the delivery failure on its ticket, and writes a digest
+preview as HTML.
 Everything lives in a temp dir (or --out) and is torn down at the end. Run it with scripts/demo.sh.
 """
 
@@ -136,6 +138,45 @@ def show(cfg: Path, sink: SmtpSink) -> None:
         print(f"  #{t['id']:<3} [{t['priority']:<6}] {answered:<34} suggest: {sugg}")
 
 
+def dsn(to: str, message_id: str, subject: str) -> bytes:
+    """The bounce a receiving server sends when `to` does not exist (RFC 3464)."""
+    parts = [
+        "From: Mail Delivery System <MAILER-DAEMON@mx.example>", f"To: {SUPPORT}",
+        "Subject: Undelivered Mail Returned to Sender", "Auto-Submitted: auto-replied",
+        "Message-ID: <dsn-demo@mx.example>", "Date: Fri, 13 Nov 2026 07:04:00 +0000",
+        "MIME-Version: 1.0",
+        "Content-Type: multipart/report; report-type=delivery-status; boundary=b", "",
+        "--b", "Content-Type: text/plain", "", f"<{to}>: user unknown", "",
+        "--b", "Content-Type: message/delivery-status", "", "Reporting-MTA: dns; mx.example", "",
+        f"Final-Recipient: rfc822; {to}", "Action: failed", "Status: 5.1.1",
+        f"Diagnostic-Code: smtp; 550 5.1.1 <{to}>: Recipient address rejected: User unknown",
+        "", "--b", "Content-Type: text/rfc822-headers", "", f"From: {SUPPORT}", f"To: {to}",
+        f"Subject: {subject}", f"Message-ID: {message_id}", "", "--b--", ""]
+    return "\r\n".join(parts).encode()
+
+
+def bounce_last_reply(cfg: Path, dovecot: DovecotServer, sink: SmtpSink) -> None:
+    """The last ETA reply bounces (a mistyped address): maild puts that on its ticket."""
+    import imapclient
+
+    reply = sink.messages[-1].parsed()
+    to, ticket = sink.messages[-1].rcpt_tos[0], reply["Subject"].rsplit("[#", 1)[1].rstrip("]")
+    client = imapclient.IMAPClient(dovecot.host, port=dovecot.imap_port, ssl=False)
+    client.starttls(__import__("ssl").create_default_context(cafile=str(dovecot.ca_file)))
+    client.login(SUPPORT, "demo")
+    client.append("INBOX", dsn(to, reply["Message-ID"], reply["Subject"]), (), None)
+    client.logout()
+    cli(cfg, "run", "--once", "--json", "--now", "2026-11-13T07:05:00Z")
+    shown = cli(cfg, "tickets", "show", ticket, "--json")
+    for e in shown["events"]:
+        if e["kind"] == "delivery_failed":
+            print(f"  #{ticket} delivery_failed {e['address']} {e['status']}: "
+                  f"{e['diagnostic'][:60]}")
+    print(f"  #{ticket} is still {shown['status']}; the bounce is on it as "
+          f"{shown['messages'][-1]['kind']} mail, not a new ticket "
+          f"({len(cli(cfg, 'tickets', 'list', '--json'))} tickets listed)")
+
+
 def run(out: Path) -> None:
     step("starting a private Dovecot (IMAP + LMTP) and an SMTP sink on 127.0.0.1")
     work = make_workdir("maild-demo-")
@@ -153,6 +194,8 @@ def run(out: Path) -> None:
         print(f"    stored {result['stored']} messages into {result['new_tickets']} tickets; "
               f"sent {result['sent']} auto-replies")
         show(cfg, sink)
+        step("a customer's address bounces: maild records it on the ticket (maild tickets show)")
+        bounce_last_reply(cfg, dovecot, sink)
         step("the managers' daily digest for Tuesday 3 November (maild digest --preview)")
         print("    " + cli(cfg, "digest", "--date", "2026-11-03", "--preview", "--out",
                            str(out / "digest"), "--now", "2026-11-04T06:00:00Z").strip())

@@ -30,6 +30,8 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
                    "loop-guard:list-headers", "loop-guard:machine-sender",
                    "rate-limit-sender"):
         assert reason in out
+    assert "delivery_failed rafael.costa@uol.com.br 5.1.1" in out
+    assert "the bounce is on it as bounce mail, not a new ticket (13 tickets listed)" in out
     assert "suggest: " in out and (tmp_path / "maild.db").exists()
     assert (tmp_path / "digest" / "digest-2026-11-03.html").exists()
 
