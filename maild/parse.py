@@ -26,7 +26,6 @@ from typing import Any
 
 import mailparser
 
-
 from maild.addresses import unicode_domain, usable_address
 
 _QUIET = "not handled"  # mail-parser's warning for parts it skips (text/rfc822-headers of
