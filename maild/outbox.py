@@ -26,12 +26,13 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild.clock import Clock
-from maild.compose import Outgoing, one_line
+from maild.compose import Outgoing
 from maild.errors import MaildError, SendError
 from maild.parse import parse_message
 from maild.store import repo
 from maild.store.models import OutboxRow
 from maild.tickets import TicketWriter
+from maild.undeliverable import delivery_failed
 
 log = logging.getLogger("maild.outbox")
 
@@ -173,9 +174,8 @@ class OutboxSender:
                                    attempts=row.attempts)
                     if exc.reason:
                         for address in dict.fromkeys(row.recipients):
-                            repo.add_event(s, row.ticket_id, now, "delivery_failed",
-                                           address=address, status=exc.reason,
-                                           diagnostic=one_line(str(exc))[:500])
+                            delivery_failed(s, row.ticket_id, now, address=address,
+                                            status=exc.reason, diagnostic=str(exc))
                 return
             row.status = "queued"
             row.next_attempt_at = now + self.policy.delay(row.attempts)

@@ -32,6 +32,7 @@ from maild.store.batch import BatchLookup
 from maild.store.ids import IdAllocator
 from maild.store.models import Customer, MessageRow, MessageSource, Ticket
 from maild.threads import ThreadDecision, decide_thread, normalize_subject
+from maild.undeliverable import record_bounce
 
 ABSURD_DATE = timedelta(hours=24)
 BOUNCE_MATCH = timedelta(days=30)  # how far back a bounce's failed recipient is matched
@@ -151,7 +152,7 @@ class TicketWriter:
         elif not route.outbound and not route.automatic and not new:
             self._customer_wrote(ticket, arrived)
         if route.bounce is not None and route.bounce.recipients:
-            record_bounce(self.session, ticket, route.bounce, parsed.message_id, arrived, now)
+            record_bounce(self.session, ticket.id, route.bounce, parsed.message_id, arrived)
         ticket.updated_at = max(ticket.updated_at, now)
         return StoredMessage(ticket, row, new, decision.reason, route.outbound, agent, role,
                              self._previous_tickets(ticket), route)
@@ -340,17 +341,3 @@ class TicketWriter:
             set_status(self.session, ticket, "open", arrived, calendar=self.calendar,
                        reason=kind)
 
-
-def record_bounce(session: Session, ticket: Ticket, details: BounceDetails, message_id: str,
-                  arrived: datetime, now: datetime) -> None:
-    """A permanent delivery failure of our mail: a `delivery_failed` event per failed
-    recipient on the ticket, and the address remembered (no ETA reply for a while)."""
-    for failed in details.recipients:
-        repo.add_event(session, ticket.id, arrived, "delivery_failed", address=failed.address,
-                       status=failed.status, diagnostic=failed.diagnostic[:500],
-                       message_id=message_id)
-        log.warning("ticket #%d: delivery to %s failed (%s %s)", ticket.id, failed.address,
-                    failed.status, failed.diagnostic[:200])
-        customer = repo.find_customer(session, failed.address)
-        if customer is not None:
-            customer.bounced_at = max(customer.bounced_at or arrived, arrived)
