@@ -80,8 +80,8 @@ def ticket_scope(mailbox_id: int | None) -> list[ColumnElement[bool]]:
     return conds
 
 
-def _agent_message() -> list[ColumnElement[bool]]:
-    return [MessageRow.direction == "out", MessageRow.auto == false()]
+def _agent_message(m: Any = MessageRow) -> list[ColumnElement[bool]]:
+    return [m.direction == "out", m.auto == false()]
 
 
 def _solves() -> Any:
@@ -134,10 +134,16 @@ def first_responses(session: Session, calendar: BusinessCalendar, since: datetim
                     Ticket.frt_wall_seconds.is_not(None), Ticket.first_responder.is_not(None))
     met = case((Ticket.sla_due_at.is_(None), None),
                (Ticket.first_response_at <= Ticket.sla_due_at, True), else_=False)
-    rows = session.connection().execute(select(
-        Ticket.mailbox_id, _responder_address(), Ticket.first_responder,
-        Ticket.frt_wall_seconds, Ticket.frt_business_seconds, met,
-    ).where(*period, recorded))
+    columns = (Ticket.frt_wall_seconds, Ticket.frt_business_seconds, met)
+    if session.get_bind().dialect.name == "sqlite":  # in-process seeks: cheapest per ticket
+        query = select(Ticket.mailbox_id, _responder_address(), Ticket.first_responder,
+                       *columns)
+    else:  # one pass over the period's replies, hash-joined: far less than a seek each
+        replies = _replies_by_instant(since, end)
+        query = select(Ticket.mailbox_id, replies.c.addr, Ticket.first_responder,
+                       *columns).outerjoin(replies, and_(
+                           replies.c.tid == Ticket.id, replies.c.at == Ticket.first_response_at))
+    rows = session.connection().execute(query.where(*period, recorded))
     out = [FirstResponse(mailbox, addr.lower() if addr else recorded_name, wall, business, ok)
            for mailbox, addr, recorded_name, wall, business, ok in rows]
     out += _computed_first_responses(session, calendar, (*period, ~recorded))
@@ -146,12 +152,23 @@ def first_responses(session: Session, calendar: BusinessCalendar, since: datetim
 
 def _responder_address() -> Any:
     """The From address of the agent reply that is the ticket's first response (the one
-    arrived at `first_response_at`): one seek in ix_messages_ticket_kind_arrived.
+    arrived at `first_response_at`), as a correlated subquery: one index seek per ticket.
     `tickets.first_responder` holds a display name, which does not tell agents apart."""
     m = aliased(MessageRow)
     return select(func.min(m.from_addr)).where(
-        m.ticket_id == Ticket.id, m.direction == "out", m.auto == false(),
+        m.ticket_id == Ticket.id, *_agent_message(m),
         m.arrived_at == Ticket.first_response_at).scalar_subquery()
+
+
+def _replies_by_instant(since: datetime, end: datetime) -> Any:
+    """(tid, at, addr): the From address of the agent replies in [since, end), one row per
+    ticket and instant; joined on `first_response_at`, the first responder's address (as
+    `_responder_address`). Read from ix_messages_direction_arrived alone."""
+    m = MessageRow
+    return (select(m.ticket_id.label("tid"), m.arrived_at.label("at"),
+                   func.min(m.from_addr).label("addr"))
+            .where(*_agent_message(), m.arrived_at >= since, m.arrived_at < end)
+            .group_by(m.ticket_id, m.arrived_at).subquery())
 
 
 def _computed_first_responses(session: Session, calendar: BusinessCalendar,
@@ -290,9 +307,12 @@ def _per_agent(session: Session, frs: list[FirstResponse], since: datetime, end:
         replies[key] += n
         if (name or "").strip():
             names[key].add(name.strip())
-    frt: dict[str, list[float]] = defaultdict(list)
+    by_author: dict[str, list[float]] = defaultdict(list)
     for f in frs:
-        frt[agent_key(f.agent, agents)].append(f.business)
+        by_author[f.agent].append(f.business)
+    frt: dict[str, list[float]] = defaultdict(list)
+    for author, values in by_author.items():
+        frt[agent_key(author, agents)] += values
     out = [{"agent": key,
             "name": agents.get(key) or ", ".join(sorted(names.get(key, ()))) or key,
             "replies": replies.get(key, 0),
