@@ -196,7 +196,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
     since = _local_midnight(_day(args.since, "--since"), tz)
     until = _local_midnight(_day(args.until, "--until"), tz)
     with app.sessions() as session:
-        data = compute_stats(session, app.automation().calendar, since, until, app.clock.now())
+        data = compute_stats(session, app.automation().calendar, since, until, app.clock.now(),
+                             agents=app.config.agents)
     if args.json:
         _out(data)
         return 0
@@ -224,6 +225,7 @@ def cmd_digest(args: argparse.Namespace) -> int:
     with app.sessions() as session:
         digest = build_digest(session, app.automation().calendar, day, app.config.sla.timezone,
                               app.clock.now(), company=app.config.autoreply.company,
+                              agents=app.config.agents,
                               templates=app.config.resolve(app.config.paths.templates) / "digest")
     if args.out:
         out = Path(args.out)

@@ -102,6 +102,7 @@ def job_digest(app: App, day: date | None = None, force: bool = False) -> dict[s
         mailbox = repo.get_or_create_mailbox(session, mb.address, now)
         digest = build_digest(session, app.automation().calendar, slot.day,
                               app.config.sla.timezone, now, company=app.config.autoreply.company,
+                              agents=app.config.agents,
                               templates=app.config.resolve(app.config.paths.templates) / "digest")
         # A forced resend (digest --send) needs a fresh Message-ID of its own.
         mid = make_message_id(mb.address.rpartition("@")[2], None) if exists else message_id

@@ -15,7 +15,7 @@ from maild.report import Digest, build_digest, render_digest_email
 from maild.report.digest import bars, compare, duration
 from maild.store.models import Ticket
 from tests.builders import migrated_sessions
-from tests.test_kpi import CAL, L, build_week
+from tests.test_kpi import AGENTS, CAL, L, build_week
 
 FRIDAY = date(2026, 10, 30)
 NOW = L(11, 2, 11)  # Monday 11:00 local: T3 and T13 are due at 13:00 -> at risk
@@ -73,10 +73,14 @@ def test_ticket_lists(digest: Digest) -> None:
     # waiting since: T11 Tue 14:00, T5 Wed 10:00, T6 Thu 10:00, T3 Sat 10:00, T13 Sun 22:00
     assert [t["waiting"] for t in data["oldest"]] == ["5d 21h", "5d 1h", "4d 1h", "2d 1h",
                                                       "13h 0m"]
-    assert [a["agent"] for a in data["agents"]] == ["Alice (Example Support)",
-                                                    "Bob (Example Support)", "Carol (Sales)"]
+    # keyed by address; without [agents], named by their replies' display names
+    assert [(a["agent"], a["name"]) for a in data["agents"]] == [
+        ("alice@example.com", "Alice (Example Support)"),
+        ("support@example.com", "Bob (Example Support)"), ("sales@example.com", "Carol (Sales)")]
+    assert "  Alice (Example Support) <alice@example.com>: 1 replies" in digest.text
+    assert "Alice (Example Support) &lt;alice@example.com&gt;" in digest.html
     for part in (digest.text, digest.html):
-        assert "Alice (Example Support)" in part and "5d 21h" in part
+        assert "5d 21h" in part
 
 
 def test_customer_text_is_escaped_and_html_is_self_contained(digest: Digest) -> None:
@@ -125,3 +129,52 @@ def test_compare_words() -> None:
     assert [duration(s) for s in (None, 40, 600, 4320, 90000)] == [
         "–", "40s", "10m", "1h 12m", "1d 1h"]
     assert bars([0] * 24)["peak"] is None
+
+
+def friday_machine_mail(db_url: str) -> tuple[Digest, Digest]:
+    """Friday's digest before and after machine mail and bounces arrive on Friday."""
+    from tests.test_kpi import World
+
+    with migrated_sessions(db_url)() as s:
+        w = build_week(s)
+        before = build_digest(s, CAL, FRIDAY, "Europe/Istanbul", NOW, agents=AGENTS)
+        t6, t9 = s.get_one(Ticket, 6), s.get_one(Ticket, 9)
+        assert isinstance(w, World)
+        kinds = ["auto-reply"] * 3 + ["bounce"] * 2 + ["bulk", "notification"]
+        for minute, kind in enumerate(kinds):  # Friday 08:00..08:06 local, on T6
+            w.msg(t6, "in", L(10, 30, 8, minute), "Robot", auto=True, sender_class="machine",
+                  machine_kind=kind, addr="robot@example.net")
+        w.msg(t9, "in", L(10, 31, 8), "Robot", auto=True, sender_class="machine",
+              machine_kind="report", addr="dmarc@example.net")  # Saturday: not Friday's
+        w.event(t9, L(10, 30, 9, 25), "delivery_failed", address="ann@exampel.org",
+                status="5.1.2", diagnostic="smtp; 550 5.1.2 <ann@exampel.org>: Host or "
+                "domain name not found. " + "Name service error for name=exampel.org " * 5,
+                message_id="<b1@x>")
+        w.event(t9, L(10, 29, 9), "delivery_failed", address="old@example.org",
+                status="5.1.1", diagnostic="Thursday's", message_id="<b2@x>")
+        s.commit()
+        after = build_digest(s, CAL, FRIDAY, "Europe/Istanbul", NOW, agents=AGENTS)
+    return before, after
+
+
+def test_filtered_line_and_unreachable_customers(db_url: str) -> None:
+    before, after = friday_machine_mail(db_url)
+    assert "- Filtered (machine mail, not counted): 0" in before.text.splitlines()
+    line = ("Filtered (machine mail, not counted): 7 — 3 auto-reply, 2 bounce, 1 bulk, "
+            "1 notification")
+    assert f"- {line}" in after.text.splitlines()
+    assert line in after.html
+    # the figures and lists are those of customer mail only: unchanged
+    for key in ("comparisons", "chart", "breached", "at_risk", "oldest", "agents", "subject"):
+        assert after.data[key] == before.data[key], key
+    assert "CUSTOMERS WE COULD NOT REACH (0)" in before.text
+    [row] = after.data["unreachable"]  # Thursday's failure is not Friday's
+    assert (row["ticket"], row["address"], row["status"], row["at"]) == (
+        9, "ann@exampel.org", "5.1.2", "09:25")
+    assert len(row["diagnostic"]) <= 120 and row["diagnostic"].endswith("…")
+    assert row["diagnostic"].startswith("smtp; 550 5.1.2 <ann@exampel.org>: Host or domain")
+    assert "CUSTOMERS WE COULD NOT REACH (1)" in after.text
+    assert f"  #9  <ann@exampel.org>  5.1.2  {row['diagnostic']}" in after.text.splitlines()
+    assert "Customers we could not reach (1)" in after.html
+    assert "&lt;ann@exampel.org&gt;: Host or domain" in after.html
+    assert "  Alice <alice@example.com>: 1 replies" in after.text

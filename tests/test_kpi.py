@@ -18,11 +18,16 @@ from sqlalchemy.orm import Session
 from maild.calendar import BusinessCalendar
 from maild.report.kpi import compute_stats, percentile, waiting
 from maild.store.models import Customer, Event, Mailbox, MessageRow, Ticket
+from maild.views import list_tickets
 from tests.builders import migrated_sessions
 
 IST = ZoneInfo("Europe/Istanbul")
 CAL = BusinessCalendar("Europe/Istanbul", "Mon-Fri 09:00-18:00", "TR")
+# display names of the agents' replies. Alice writes from her own address (support in
+# Cc: an agent reply), Bob from the shared support mailbox (Sent), Carol from sales.
 ALICE, BOB, CAROL = ("Alice (Example Support)", "Bob (Example Support)", "Carol (Sales)")
+FROM = {ALICE: "alice@example.com", BOB: "support@example.com", CAROL: "sales@example.com"}
+AGENTS = {"Alice@Example.com": "Alice"}  # the [agents] table (keys are matched lower-case)
 _ids = itertools.count(1)
 
 
@@ -62,15 +67,21 @@ class World:
         return t
 
     def msg(self, t: Ticket, direction: str, at: datetime, agent: str = "",
-            auto: bool = False) -> None:
-        addr = "ann@example.org" if direction == "in" else "support@example.com"
+            auto: bool = False, sender_class: str | None = None,
+            machine_kind: str | None = None, addr: str | None = None) -> None:
+        addr = addr or ("ann@example.org" if direction == "in" else
+                        FROM.get(agent, "support@example.com"))
         self.s.add(MessageRow(ticket_id=t.id, mailbox_id=t.mailbox_id, auto=auto,
                               message_id=f"<m{next(_ids)}@x>", direction=direction,
+                              sender_class=sender_class or (
+                                  "customer" if direction == "in" else
+                                  "machine" if auto else "agent"),
+                              machine_kind=machine_kind,
                               from_addr=addr, from_name=agent or "Ann", arrived_at=at,
                               created_at=at))
 
-    def reply(self, t: Ticket, at: datetime, agent: str) -> None:
-        self.msg(t, "out", at, agent)
+    def reply(self, t: Ticket, at: datetime, agent: str, addr: str | None = None) -> None:
+        self.msg(t, "out", at, agent, addr=addr)
         t.agent_replies += 1
         if t.first_response_at is None:
             t.first_response_at = at
@@ -168,7 +179,7 @@ def week(db_url: str) -> dict[str, Any]:
     sessions = migrated_sessions(db_url)
     with sessions() as s:
         build_week(s)
-        return compute_stats(s, CAL, SINCE, UNTIL, NOW)
+        return compute_stats(s, CAL, SINCE, UNTIL, NOW, agents=AGENTS)
 
 
 def test_counts_and_rates(week: dict[str, Any]) -> None:
@@ -208,7 +219,9 @@ def test_recorded_first_response_figures_are_used(db_url: str) -> None:
             t.frt_wall_seconds, t.frt_business_seconds, t.first_responder = wall, business, who
         s.flush()
         assert compute_stats(s, CAL, SINCE, UNTIL, NOW) == computed
-        # a recorded figure wins over the messages: T4 recorded as 4h of business time
+        # a recorded figure wins over the messages: T4 recorded as 4h of business time.
+        # The recorded first_responder (a display name) does not say who: the reply at
+        # first_response_at does (its From address)
         s.get_one(Ticket, 4).frt_business_seconds = 14400
         s.get_one(Ticket, 4).first_responder = "Someone Else"
         s.flush()
@@ -216,8 +229,11 @@ def test_recorded_first_response_figures_are_used(db_url: str) -> None:
     # business: 1200 3600 5400 5400 10800 14400 21600 -> median 5400, mean 62400/7
     assert stats["frt_business_seconds"]["mean"] == round(62400 / 7, 3)
     assert stats["frt_wall_seconds"] == computed["frt_wall_seconds"]
-    agents = {a["agent"]: a["first_responses"] for a in stats["per_agent"]}
-    assert agents["Someone Else"] == 1 and agents[ALICE] == 2  # T1 T8
+    agents = {a["agent"]: a for a in stats["per_agent"]}
+    assert "Someone Else" not in agents
+    # Alice: T1 5400, T4 14400 (recorded), T8 3600 -> median 5400
+    assert (agents["alice@example.com"]["first_responses"],
+            agents["alice@example.com"]["frt_business_median"]) == (3, 5400)
 
 
 def test_sla(week: dict[str, Any]) -> None:
@@ -235,13 +251,17 @@ def test_backlog_and_longest_wait(week: dict[str, Any]) -> None:
 
 
 def test_per_agent_and_mailbox(week: dict[str, Any]) -> None:
+    # Keyed by the reply's From address; named from [agents], else by the display name.
     # Alice: T1, T4, T8 x2 = 4 replies; first responses T1 5400, T4 10800, T8 3600.
-    # Bob: T2 x2, T5, T12 = 4 (T12's Monday reply is after until); FR T2 5400, T5 21600,
-    # T12 10800. Carol: T9 1200.
+    # Bob (the support mailbox): T2 x2, T5, T12 = 4 (T12's Monday reply is after until);
+    # FR T2 5400, T5 21600, T12 10800. Carol (the sales mailbox): T9 1200.
     assert week["per_agent"] == [
-        {"agent": ALICE, "replies": 4, "first_responses": 3, "frt_business_median": 5400},
-        {"agent": BOB, "replies": 4, "first_responses": 3, "frt_business_median": 10800},
-        {"agent": CAROL, "replies": 1, "first_responses": 1, "frt_business_median": 1200},
+        {"agent": "alice@example.com", "name": "Alice", "replies": 4, "first_responses": 3,
+         "frt_business_median": 5400},
+        {"agent": "support@example.com", "name": BOB, "replies": 4, "first_responses": 3,
+         "frt_business_median": 10800},
+        {"agent": "sales@example.com", "name": CAROL, "replies": 1, "first_responses": 1,
+         "frt_business_median": 1200},
     ]
     # support: business 3600 5400 5400 10800 10800 21600 -> median (5400+10800)/2 = 8100
     assert week["per_mailbox"] == [
@@ -280,6 +300,103 @@ def test_empty_period(db_url: str) -> None:
     assert (stats["otr_rate"], stats["resolution_rate"], stats["longest_wait_seconds"]) == (
         None, None, None)
     assert stats["per_agent"] == stats["per_mailbox"] == []
+    assert stats["filtered"] == {"total": 0, "by_kind": {
+        "bounce": 0, "auto-reply": 0, "bulk": 0, "notification": 0, "report": 0}}
+    assert stats["delivery_failures"] == 0
+
+
+def add_machine_mail(w: World) -> Ticket:
+    """Machine mail all over the week (stored `auto` as ingest stores it), where it would
+    move a figure if anything counted it; returns the filtered ticket it opened."""
+    s = w.s
+    t1, t3, t5 = (s.get_one(Ticket, i) for i in (1, 3, 5))
+    # T1: an auto-reply before the customer's first message (would move the FRT start,
+    # 5400 -> 7200) and a vacation reply after it was solved (would be a waiting message)
+    w.msg(t1, "in", L(10, 26, 8), "Ann", auto=True, sender_class="machine",
+          machine_kind="auto-reply")
+    w.msg(t1, "in", L(10, 26, 13), "Ann", auto=True, sender_class="machine",
+          machine_kind="auto-reply")
+    # T3 (unanswered): an out-of-office on 10-20, before the period: as a customer message
+    # it would be the longest wait (12 days); maild's own ETA reply (out, machine, no
+    # kind) would be an agent reply answering it
+    w.msg(t3, "in", L(10, 20, 9), "Ann", auto=True, sender_class="machine",
+          machine_kind="auto-reply")
+    w.msg(t3, "out", L(10, 31, 10, 1), "Support", auto=True)
+    # T5: a bounce of Bob's reply, and its delivery_failed event
+    w.msg(t5, "in", L(10, 27, 15, 5), "Mail Delivery System", auto=True,
+          sender_class="machine", machine_kind="bounce", addr="mailer-daemon@example.org")
+    w.event(t5, L(10, 27, 15, 5), "delivery_failed", address="ann@example.org",
+            status="5.1.1", diagnostic="smtp; 550 5.1.1 user unknown", message_id="<b1@x>")
+    # a filtered ticket opened by a newsletter, with a notification joining it, a due
+    # time, an agent's reply and a bounce event of its own; and a bounce after `until`
+    f = w.ticket(L(10, 27, 8), L(10, 27, 12), status="filtered", subject="Newsletter")
+    s.execute(MessageRow.__table__.update().where(MessageRow.ticket_id == f.id).values(
+        auto=True, sender_class="machine", machine_kind="bulk"))
+    w.msg(f, "in", L(10, 27, 9), "Shop", auto=True, sender_class="machine",
+          machine_kind="notification", addr="no-reply@shop.example")
+    w.reply(f, L(10, 27, 10), ALICE)
+    w.event(f, L(10, 27, 10, 5), "delivery_failed", address="list@news.example",
+            status="5.0.0", diagnostic="", message_id="<b2@x>")
+    w.event(t5, L(11, 2, 7), "delivery_failed", address="ann@example.org", status="5.1.1",
+            diagnostic="", message_id="<b3@x>")
+    s.commit()
+    return f
+
+
+def test_machine_mail_counts_nowhere(db_url: str) -> None:
+    """Machine mail (auto) and filtered tickets are outside every figure: adding them
+    changes only `filtered` and `delivery_failures`."""
+    with migrated_sessions(db_url)() as s:
+        w = build_week(s)
+        before = compute_stats(s, CAL, SINCE, UNTIL, NOW, agents=AGENTS)
+        counts = {t["id"]: t["message_count"] for t in list_tickets(s)}
+        add_machine_mail(w)
+        after = compute_stats(s, CAL, SINCE, UNTIL, NOW, agents=AGENTS)
+        monday = compute_stats(s, CAL, SINCE, L(10, 27, 0), NOW, agents=AGENTS)
+        assert {t["id"]: t["message_count"] for t in list_tickets(s)} == counts
+        assert waiting(s, UNTIL, limit=1) == [(11, L(10, 27, 14))]
+    # in the week: auto-replies on T1 (Mon 08:00, 13:00), T5's bounce, the newsletter and
+    # the notification (T3's is on 10-20; the ETA reply is ours, outbound); failures: T5
+    # Tue and the filtered ticket's (the one on Mon 11-02 is after until)
+    assert after == {**before, "filtered": {"total": 5, "by_kind": {
+        "bounce": 1, "auto-reply": 2, "bulk": 1, "notification": 1, "report": 0}},
+        "delivery_failures": 2}
+    assert monday["filtered"]["total"] == 2 and monday["delivery_failures"] == 0
+
+
+def test_per_agent_keyed_by_address_not_display_name(db_url: str) -> None:
+    """Everyone signs "Support Team": the From address tells agents apart; the shared
+    mailbox's address is one entry whatever names its replies used."""
+    with migrated_sessions(db_url)() as s:
+        w = World(s)
+        # tickets Mon 10-26 10:00, answered at 11..15: business = wall = 3600 .. 18000
+        who = [("Support Team", "alice@example.com"), ("Support Team", "bob@example.com"),
+               ("Alice", "alice+vip@example.com"), ("Dana", "support@example.com"),
+               ("Eve", "support@example.com")]
+        tickets = []
+        for hour, (name, addr) in enumerate(who, start=11):
+            t = w.ticket(L(10, 26, 10), L(10, 26, 14))
+            w.reply(t, L(10, 26, hour), name, addr=addr)
+            tickets.append(t)
+        s.commit()
+        computed = compute_stats(s, CAL, SINCE, UNTIL, NOW, agents=AGENTS)
+        for t, (name, _addr) in zip(tickets, who, strict=True):  # recorded as ingest does
+            assert t.first_response_at is not None
+            t.frt_wall_seconds = t.frt_business_seconds = CAL.business_seconds(
+                t.created_at, t.first_response_at)
+            t.first_responder = name
+        s.commit()
+        recorded = compute_stats(s, CAL, SINCE, UNTIL, NOW, agents=AGENTS)
+    # alice: 3600 and 10800 (a +tag of an [agents] address is that agent) -> 7200;
+    # bob "Support Team" 7200; support@: Dana 14400, Eve 18000 -> 16200
+    assert computed["per_agent"] == recorded["per_agent"] == [
+        {"agent": "alice@example.com", "name": "Alice", "replies": 2, "first_responses": 2,
+         "frt_business_median": 7200},
+        {"agent": "support@example.com", "name": "Dana, Eve", "replies": 2,
+         "first_responses": 2, "frt_business_median": 16200},
+        {"agent": "bob@example.com", "name": "Support Team", "replies": 1,
+         "first_responses": 1, "frt_business_median": 7200},
+    ]
 
 
 def test_percentile_linear_method() -> None:

@@ -12,8 +12,11 @@ template renders with autoescape on in a sandbox; it uses inline styles only,
 no images, scripts or external resources.
 
 Lists of tickets (at risk, oldest waiting) describe the state at `now`; the
-figures describe the day. The "7-day avg" is the previous seven local days taken
-as one period: counts are divided by 7, rates and medians are pooled.
+figures describe the day (customer tickets and messages only: filtered tickets
+and machine mail are outside them; one line counts the day's machine mail, and
+"Customers we could not reach" lists its bounces of our mail). The "7-day avg"
+is the previous seven local days taken as one period: counts are divided by 7,
+rates and medians are pooled.
 """
 
 from __future__ import annotations
@@ -34,13 +37,20 @@ from sqlalchemy.orm import Session
 
 from maild.calendar import BusinessCalendar
 from maild.compose import make_message_id, one_line
-from maild.report.kpi import breached_in, compute_stats, ticket_scope, waiting
+from maild.report.kpi import (
+    breached_in,
+    compute_stats,
+    delivery_failures,
+    ticket_scope,
+    waiting,
+)
 from maild.store.models import Customer, Ticket
 
 DEFAULT_TEMPLATES = Path(__file__).resolve().parents[2] / "templates" / "digest"
 AT_RISK_WINDOW = timedelta(hours=4)
 AT_RISK_FRACTION = 0.8
 OLDEST_LIMIT = 5
+DIAGNOSTIC_SHOWN = 120  # characters of a bounce's diagnostic shown per line
 SPARKS = "▁▂▃▄▅▆▇█"
 
 
@@ -191,6 +201,31 @@ def oldest_waiting(session: Session, now: datetime, zone: ZoneInfo,
     return [_row(*found[tid], now, zone, since=at) for tid, at in waits]
 
 
+def filtered_line(filtered: dict[str, Any]) -> str:
+    """"Filtered (machine mail, not counted): 7 — 3 auto-reply, 2 bounce, ...": the
+    day's machine mail by kind, most first (kinds with none left out)."""
+    kinds = sorted(((n, k) for k, n in filtered["by_kind"].items() if n),
+                   key=lambda nk: (-nk[0], nk[1]))
+    parts = ", ".join(f"{n} {k}" for n, k in kinds)
+    return f"Filtered (machine mail, not counted): {filtered['total']}" + (
+        f" — {parts}" if parts else "")
+
+
+def shorten(text: str, limit: int = DIAGNOSTIC_SHOWN) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 1].rstrip() + "…"
+
+
+def unreachable(session: Session, since: datetime, end: datetime, zone: ZoneInfo,
+                mailbox_id: int | None) -> list[dict[str, Any]]:
+    """The day's `delivery_failed` events: whose mail bounced, on which ticket, why."""
+    return [{"ticket": e.ticket_id, "address": str(e.detail.get("address") or ""),
+             "status": str(e.detail.get("status") or ""),
+             "diagnostic": shorten(str(e.detail.get("diagnostic") or "")),
+             "at": e.at.astimezone(zone).strftime("%H:%M")}
+            for e in session.scalars(delivery_failures(since, end, mailbox_id))]
+
+
 def environment(templates: Path | str | None = None) -> ImmutableSandboxedEnvironment:
     """The digest's Jinja2 environment: sandboxed, strict, autoescaping *.html.j2."""
     return ImmutableSandboxedEnvironment(
@@ -201,13 +236,14 @@ def environment(templates: Path | str | None = None) -> ImmutableSandboxedEnviro
 
 def build_digest(session: Session, calendar: BusinessCalendar, day: date, tz: str,
                  now: datetime, *, company: str = "", mailbox_id: int | None = None,
+                 agents: dict[str, str] | None = None,
                  templates: Path | str | None = None) -> Digest:
-    """The digest of local `day` in `tz`, seen at `now`."""
+    """The digest of local `day` in `tz`, seen at `now`; `agents` names agents."""
     since, until = day_bounds(day, tz)
     zone, end = ZoneInfo(tz), min(until, now)
-    stats = compute_stats(session, calendar, since, until, now, mailbox_id)
+    stats = compute_stats(session, calendar, since, until, now, mailbox_id, agents)
     week = compute_stats(session, calendar, day_bounds(day - timedelta(days=7), tz)[0],
-                         since, now, mailbox_id)
+                         since, now, mailbox_id, agents)
     data: dict[str, Any] = {
         "company": company, "day": day.isoformat(), "day_label": day.strftime("%A %d %B %Y"),
         "timezone": tz, "now": now.astimezone(zone).strftime("%Y-%m-%d %H:%M"),
@@ -216,8 +252,12 @@ def build_digest(session: Session, calendar: BusinessCalendar, day: date, tz: st
         "breached": breached(session, since, end, now, zone, mailbox_id),
         "at_risk": at_risk(session, calendar, now, zone, mailbox_id),
         "oldest": oldest_waiting(session, now, zone, mailbox_id),
-        "agents": [{**a, "frt": duration(a["frt_business_median"])}
+        "agents": [{**a, "frt": duration(a["frt_business_median"]),
+                    "label": a["name"] if a["name"] == a["agent"]
+                    else f"{a['name']} <{a['agent']}>"}
                    for a in stats["per_agent"]],
+        "filtered_line": filtered_line(stats["filtered"]),
+        "unreachable": unreachable(session, since, end, zone, mailbox_id),
     }
     frt = duration(stats["frt_business_seconds"]["median"])
     breaches = stats["sla"]["breaches"]

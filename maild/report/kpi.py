@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
@@ -25,10 +25,10 @@ from sqlalchemy import ColumnElement, Select, and_, case, false, func, or_, sele
 from sqlalchemy.orm import Session, aliased
 
 from maild.calendar import BusinessCalendar
+from maild.classify import MACHINE_KINDS
 from maild.store.models import Event, Mailbox, MessageRow, Ticket
-from maild.tickets import responder_name
 
-_SEP = "\x1f"  # joins an agent's name and address in one SQL value
+UNKNOWN_AGENT = "(unknown)"
 AGE_BUCKETS: tuple[tuple[str, int | None], ...] = (
     ("<4h", 4), ("4-24h", 24), ("1-3d", 72), ("3-7d", 168), (">7d", None))
 
@@ -38,7 +38,7 @@ class FirstResponse(NamedTuple):
     (A NamedTuple: tens of thousands are made per `stats`, and it builds fastest.)"""
 
     mailbox_id: int
-    agent: str
+    agent: str  # the address of the reply's From (lower-case), see `agent_key`
     wall: float
     business: float
     attained: bool | None  # None: the ticket had no SLA due time
@@ -80,8 +80,8 @@ def ticket_scope(mailbox_id: int | None) -> list[ColumnElement[bool]]:
     return conds
 
 
-def _agent_message() -> list[ColumnElement[bool]]:
-    return [MessageRow.direction == "out", MessageRow.auto == false()]
+def _agent_message(m: Any = MessageRow) -> list[ColumnElement[bool]]:
+    return [m.direction == "out", m.auto == false()]
 
 
 def _solves() -> Any:
@@ -134,13 +134,41 @@ def first_responses(session: Session, calendar: BusinessCalendar, since: datetim
                     Ticket.frt_wall_seconds.is_not(None), Ticket.first_responder.is_not(None))
     met = case((Ticket.sla_due_at.is_(None), None),
                (Ticket.first_response_at <= Ticket.sla_due_at, True), else_=False)
-    rows = session.connection().execute(select(
-        Ticket.mailbox_id, Ticket.first_responder, Ticket.frt_wall_seconds,
-        Ticket.frt_business_seconds, met,
-    ).where(*period, recorded))
-    out = [FirstResponse(*row) for row in rows]
+    columns = (Ticket.frt_wall_seconds, Ticket.frt_business_seconds, met)
+    if session.get_bind().dialect.name == "sqlite":  # in-process seeks: cheapest per ticket
+        query = select(Ticket.mailbox_id, _responder_address(), Ticket.first_responder,
+                       *columns)
+    else:  # one pass over the period's replies, hash-joined: far less than a seek each
+        replies = _replies_by_instant(since, end)
+        query = select(Ticket.mailbox_id, replies.c.addr, Ticket.first_responder,
+                       *columns).outerjoin(replies, and_(
+                           replies.c.tid == Ticket.id, replies.c.at == Ticket.first_response_at))
+    rows = session.connection().execute(query.where(*period, recorded))
+    out = [FirstResponse(mailbox, addr.lower() if addr else recorded_name, wall, business, ok)
+           for mailbox, addr, recorded_name, wall, business, ok in rows]
     out += _computed_first_responses(session, calendar, (*period, ~recorded))
     return out
+
+
+def _responder_address() -> Any:
+    """The From address of the agent reply that is the ticket's first response (the one
+    arrived at `first_response_at`), as a correlated subquery: one index seek per ticket.
+    `tickets.first_responder` holds a display name, which does not tell agents apart."""
+    m = aliased(MessageRow)
+    return select(func.min(m.from_addr)).where(
+        m.ticket_id == Ticket.id, *_agent_message(m),
+        m.arrived_at == Ticket.first_response_at).scalar_subquery()
+
+
+def _replies_by_instant(since: datetime, end: datetime) -> Any:
+    """(tid, at, addr): the From address of the agent replies in [since, end), one row per
+    ticket and instant; joined on `first_response_at`, the first responder's address (as
+    `_responder_address`). Read from ix_messages_direction_arrived alone."""
+    m = MessageRow
+    return (select(m.ticket_id.label("tid"), m.arrived_at.label("at"),
+                   func.min(m.from_addr).label("addr"))
+            .where(*_agent_message(), m.arrived_at >= since, m.arrived_at < end)
+            .group_by(m.ticket_id, m.arrived_at).subquery())
 
 
 def _computed_first_responses(session: Session, calendar: BusinessCalendar,
@@ -150,7 +178,7 @@ def _computed_first_responses(session: Session, calendar: BusinessCalendar,
     m = MessageRow
     first_in = func.min(case((and_(m.direction == "in", m.auto == false()), m.arrived_at)))
     author = func.min(case((and_(*_agent_message(), m.arrived_at == Ticket.first_response_at),
-                            m.from_name + _SEP + m.from_addr)))
+                            m.from_addr)))
     ticket = (Ticket.id, Ticket.mailbox_id, Ticket.created_at, Ticket.first_response_at,
               Ticket.sla_due_at)
     rows = session.execute(select(
@@ -161,16 +189,22 @@ def _computed_first_responses(session: Session, calendar: BusinessCalendar,
     for _tid, mailbox, start, answered, due, who in rows:
         start = _aware(start)
         wall = max(0.0, (answered - start).total_seconds())
-        out.append(FirstResponse(mailbox, agent_name(who), wall,
+        out.append(FirstResponse(mailbox, (who or "").lower() or UNKNOWN_AGENT, wall,
                                  calendar.business_seconds(start, answered),
                                  None if due is None else answered <= due))
     return out
 
 
-def agent_name(packed: str | None) -> str:
-    """The display name of an agent reply's From, else its address (packed as "name<US>addr")."""
-    name, _, addr = (packed or "").partition(_SEP)
-    return responder_name(name, addr)
+def agent_key(address: str, agents: Mapping[str, str]) -> str:
+    """Who an agent reply is attributed to: the From address (lower-case; a `+tag`
+    dropped when the plain address is an `[agents]` one). Replies from the shared
+    mailbox's own address are that address: one entry, whatever display names they used."""
+    addr = address.strip().lower()
+    if not addr:
+        return UNKNOWN_AGENT
+    local, _, domain = addr.rpartition("@")
+    plain = f"{local.split('+', 1)[0]}@{domain}" if local else addr
+    return plain if plain != addr and plain in agents else addr
 
 
 def _aware(value: datetime | str) -> datetime:
@@ -256,9 +290,12 @@ def waiting(session: Session, end: datetime, mailbox_id: int | None = None,
 
 
 def _per_agent(session: Session, frs: list[FirstResponse], since: datetime, end: datetime,
-               mailbox_id: int | None) -> list[dict[str, Any]]:
+               mailbox_id: int | None, agents: Mapping[str, str]) -> list[dict[str, Any]]:
+    """One entry per agent address (`agent_key`), named from `[agents]`, else by the
+    display names its replies in the period used."""
     mailbox_scope = [] if mailbox_id is None else [MessageRow.mailbox_id == mailbox_id]
     replies: dict[str, int] = defaultdict(int)
+    names: dict[str, set[str]] = defaultdict(set)
     spam = select(Ticket.id).where(Ticket.status == "filtered")  # few: no join per reply
     rows = session.execute(
         select(MessageRow.from_name, MessageRow.from_addr, func.count())
@@ -266,14 +303,51 @@ def _per_agent(session: Session, frs: list[FirstResponse], since: datetime, end:
                MessageRow.ticket_id.not_in(spam), *mailbox_scope)
         .group_by(MessageRow.from_name, MessageRow.from_addr)).all()
     for name, addr, n in rows:
-        replies[agent_name(f"{name}{_SEP}{addr}")] += n
-    frt: dict[str, list[float]] = defaultdict(list)
+        key = agent_key(addr or "", agents)
+        replies[key] += n
+        if (name or "").strip():
+            names[key].add(name.strip())
+    by_author: dict[str, list[float]] = defaultdict(list)
     for f in frs:
-        frt[f.agent].append(f.business)
-    return [{"agent": agent, "replies": replies.get(agent, 0),
-             "first_responses": len(frt.get(agent, [])),
-             "frt_business_median": _round(percentile(frt.get(agent, []), 0.5))}
-            for agent in sorted(set(replies) | set(frt))]
+        by_author[f.agent].append(f.business)
+    frt: dict[str, list[float]] = defaultdict(list)
+    for author, values in by_author.items():
+        frt[agent_key(author, agents)] += values
+    out = [{"agent": key,
+            "name": agents.get(key) or ", ".join(sorted(names.get(key, ()))) or key,
+            "replies": replies.get(key, 0),
+            "first_responses": len(frt.get(key, [])),
+            "frt_business_median": _round(percentile(frt.get(key, []), 0.5))}
+           for key in set(replies) | set(frt)]
+    return sorted(out, key=lambda a: (a["name"].casefold(), a["agent"]))
+
+
+def filtered_mail(session: Session, since: datetime, end: datetime,
+                  mailbox_id: int | None) -> dict[str, Any]:
+    """Machine mail that arrived in [since, end), by kind: the messages classified
+    `machine` at ingest (ix_messages_class_arrived), wherever they threaded."""
+    mailbox_scope = [] if mailbox_id is None else [MessageRow.mailbox_id == mailbox_id]
+    rows = session.execute(
+        select(MessageRow.machine_kind, func.count())
+        .where(MessageRow.sender_class == "machine", MessageRow.arrived_at >= since,
+               MessageRow.arrived_at < end, MessageRow.direction == "in", *mailbox_scope)
+        .group_by(MessageRow.machine_kind)).all()
+    by_kind = dict.fromkeys(MACHINE_KINDS, 0)  # every kind, so scripts see a fixed shape
+    for kind, n in rows:
+        by_kind[kind or "other"] = by_kind.get(kind or "other", 0) + int(n)
+    return {"total": sum(by_kind.values()), "by_kind": by_kind}
+
+
+def delivery_failures(since: datetime, end: datetime,
+                      mailbox_id: int | None) -> Select[Event]:
+    """The `delivery_failed` events in [since, end) (on any ticket, filtered ones too:
+    a bounce that threads nowhere opens one), oldest first."""
+    query = select(Event).where(Event.kind == "delivery_failed", Event.at >= since,
+                                Event.at < end)
+    if mailbox_id is not None:
+        query = query.join(Ticket, Ticket.id == Event.ticket_id).where(
+            Ticket.mailbox_id == mailbox_id)
+    return query.order_by(Event.at, Event.id)
 
 
 def _per_mailbox(session: Session, frs: list[FirstResponse],
@@ -294,9 +368,13 @@ def _per_mailbox(session: Session, frs: list[FirstResponse],
 
 
 def compute_stats(session: Session, calendar: BusinessCalendar, since: datetime,
-                  until: datetime, now: datetime, mailbox_id: int | None = None) -> dict[str, Any]:
-    """The `stats --json` object for [since, until), seen at `now`."""
+                  until: datetime, now: datetime, mailbox_id: int | None = None,
+                  agents: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The `stats --json` object for [since, until), seen at `now`. `agents`: the
+    `[agents]` table (address -> name), which names `per_agent` entries."""
     end = min(until, now)
+    team = {addr.strip().lower(): name for addr, name in (agents or {}).items()}
+    failures = delivery_failures(since, end, mailbox_id).subquery()
     scope = ticket_scope(mailbox_id)
     frs = first_responses(session, calendar, since, end, mailbox_id)
     counts = ticket_counts(session, since, end, mailbox_id)
@@ -321,6 +399,8 @@ def compute_stats(session: Session, calendar: BusinessCalendar, since: datetime,
         "backlog": {"total": n["backlog"],
                     "age_buckets": {name: n[name] for name, _ in AGE_BUCKETS}},
         "longest_wait_seconds": (end - waits[0][1]).total_seconds() if waits else None,
-        "per_agent": _per_agent(session, frs, since, end, mailbox_id),
+        "per_agent": _per_agent(session, frs, since, end, mailbox_id, team),
         "per_mailbox": _per_mailbox(session, frs, counts, mailbox_id),
+        "filtered": filtered_mail(session, since, end, mailbox_id),
+        "delivery_failures": session.scalar(select(func.count()).select_from(failures)) or 0,
     }
