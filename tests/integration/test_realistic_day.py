@@ -276,13 +276,6 @@ def digest_text(config: Path, account: ImapAccount) -> str:
     return out.getvalue()
 
 
-# Every agent forward is quarantined today: routing marks it no_autoreply
-# "forwarded-by-agent", which maild.classify.DESCRIPTIONS lacks, so
-# loopguard.verdict_of raises KeyError in the automation handler. With that entry added
-# the whole day passes as computed here (checked on both databases); then drop the mark.
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="agent forwards are quarantined: KeyError 'forwarded-by-agent' in "
-                          "maild.loopguard.verdict_of (no entry in maild.classify.DESCRIPTIONS)")
 def test_realistic_day(imap_account: ImapAccount, db_url: str, smtp_sink: SmtpSink,
                        tmp_path: Path) -> None:
     config = configure(imap_account, db_url, smtp_sink, tmp_path)
