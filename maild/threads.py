@@ -55,6 +55,11 @@ def normalize_subject(subject: str) -> str:
     return _WS_RE.sub(" ", rest).strip().casefold()[:255]
 
 
+def original_subject(subject: str) -> str:
+    """The subject without Re/Fwd/… prefixes (case kept): a forwarded mail's own subject."""
+    return _strip_prefixes(subject)[0].strip() or subject
+
+
 def is_forward(subject: str) -> bool:
     return _strip_prefixes(subject)[1]
 

@@ -31,7 +31,7 @@ from maild.store import repo
 from maild.store.batch import BatchLookup
 from maild.store.ids import IdAllocator
 from maild.store.models import Customer, MessageRow, MessageSource, Ticket
-from maild.threads import ThreadDecision, decide_thread, normalize_subject
+from maild.threads import ThreadDecision, decide_thread, normalize_subject, original_subject
 from maild.undeliverable import record_bounce
 
 ABSURD_DATE = timedelta(hours=24)
@@ -255,10 +255,12 @@ class TicketWriter:
         status = "filtered" if filtered else "open" if route.outbound else "new"
         cls = route.classification
         waiting = not route.outbound and not route.automatic
+        # an agent's forward: the customer's subject, not "Fwd: …" (replies tag [#ID])
+        subject = original_subject(parsed.subject) if route.forwarded_by else parsed.subject
         ticket = Ticket(id=self.ids.next("tickets"), mailbox_id=self.mailbox_id,
                         customer=customer, customer_id=customer.id,
-                        subject=parsed.subject, normalized_subject=normalize_subject(
-                            parsed.subject), status=status,
+                        subject=subject, normalized_subject=normalize_subject(subject),
+                        status=status,
                         priority="normal", tags=[], created_at=arrived, updated_at=now,
                         last_customer_at=arrived if waiting else None, agent_replies=0,
                         sla_breached=False, next_breached=False, suggestions=[],

@@ -272,6 +272,7 @@ def test_agent_forwarding_a_customer_mail_opens_the_ticket_for_the_original_send
                          msgid="<f1@example.com>", body=FORWARD))
     [t] = listed(app)
     assert t["customer"] == "dana@example.org" and t["status"] == "new"
+    assert t["subject"] == "Broken zipper"  # the customer's, not the forward's "Fwd: …"
     assert t["sla_due_at"] is not None and t["message_count"] == 1
     data = shown(app, t["id"])
     assert kinds(data, "forwarded")[0]["actor"] == "ayse@example.com"

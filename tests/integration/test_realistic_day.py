@@ -133,7 +133,7 @@ class Day:
             f"Subject: {subject}\nTo: Bob <{agent}>\n\n"
             "Hello, please send me a copy of invoice 4004. Thanks, Carl")
         self.first[subject], self.customer[subject] = msgid, address
-        self.title[subject] = f"Fwd: {subject}"  # the ticket keeps the forward's subject
+        self.title[subject] = subject  # the ticket takes the customer's subject, not "Fwd: …"
 
     def vacation(self, at: datetime, subject: str, to_eta: bool = False) -> None:
         """The customer's auto-reply: RFC 3834 to an agent's reply, or iCloud's
@@ -205,7 +205,7 @@ Action = Callable[[Day], None]
 OLD, SIZE, ORDER, REFUND = ("Old question", "Wrong size", "Order 1001 late",
                             "Refund for order 2002")
 LOGIN, INVOICE, WARRANTY = "Cannot log in", "Invoice copy needed", "Warranty question"
-FORWARDED = f"Fwd: {INVOICE}"  # the subject of the ticket the forward opened
+FORWARDED = INVOICE  # the subject of the ticket the forward opened (no "Fwd:")
 
 
 def actions() -> list[tuple[datetime, Action]]:
