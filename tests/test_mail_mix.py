@@ -27,41 +27,24 @@ from maild.store.db import upgrade
 from maild.store.models import Customer, Event, MessageRow, OutboxRow, Ticket
 from maild.views import list_tickets, show_ticket
 from tests.builders import raw_mail, utc
+from tests.test_replying import write_config
 
-REPO = Path(__file__).resolve().parents[1]
 SUPPORT = "support@example.com"
 NOW = utc(2026, 11, 2, 10)
 
 
-def write_config(tmp: Path, db_url: str) -> Path:
-    path = tmp / "maild.toml"
-    path.write_text(f"""
-[database]
-url = "{db_url}"
-[mailbox]
-address = "{SUPPORT}"
-imap_host = "127.0.0.1"
-imap_port = 1
-security = "none"
-allow_insecure = true
-username = "{SUPPORT}"
+TEAM = """
 [agents]
 "ayse@example.com" = "Ayşe Yılmaz"
 [team]
 domains = ["staff.example.net"]
-[sla.policies.vip]
-first_response = "1h"
-[paths]
-rules = "{REPO / 'rules'}"
-macros = "{REPO / 'templates' / 'macros'}"
-templates = "{REPO / 'templates'}"
-""")
-    return path
+"""
 
 
 @pytest.fixture
 def app(db_url: str, tmp_path: Path) -> App:
-    built = build_app(load_config(write_config(tmp_path, db_url)), FixedClock(NOW), environ={})
+    built = build_app(load_config(write_config(tmp_path, db_url, TEAM)), FixedClock(NOW),
+                      environ={})
     upgrade(built.engine)
     return built
 

@@ -43,7 +43,8 @@ SUPPORT = "support@example.com"
 PASSWORD = "Hello, I forgot my password and cannot log in. The reset link never arrives."
 
 
-def write_config(tmp: Path, db_url: str) -> Path:
+def write_config(tmp: Path, db_url: str, extra: str = "") -> Path:
+    """A config for the app wiring without servers; `extra` adds TOML tables."""
     path = tmp / "maild.toml"
     path.write_text(f"""
 [database]
@@ -64,7 +65,7 @@ company = "Example Ltd"
 rules = "{REPO / 'rules'}"
 macros = "{REPO / 'templates' / 'macros'}"
 templates = "{REPO / 'templates'}"
-""")
+{extra}""")
     return path
 
 

@@ -11,8 +11,8 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
-from datetime import datetime
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -188,3 +188,14 @@ def show_json(config: Path, account: ImapAccount, ticket_id: int) -> dict[str, A
     return dict(cli_json(config, account, "tickets", "show", str(ticket_id)))
 
 
+
+
+def replay_actions(config: Path, account: ImapAccount, ticks: Iterable[datetime],
+                   actions: Sequence[tuple[datetime, Callable[[Any], None]]], state: Any) -> None:
+    """Replay history: at each tick, the actions due then (`act(state)`), then one
+    `maild run --once --now TICK`, so the daemon sees the mail as it arrived."""
+    for tick in ticks:
+        for at, act in actions:
+            if at == tick:
+                act(state)
+        cli_json(config, account, "run", "--once", "--now", tick.astimezone(UTC).isoformat())

@@ -52,7 +52,14 @@ from sqlalchemy.orm import Session
 from devstack.dovecot import ImapAccount
 from devstack.smtpsink import SmtpSink
 from maild.report.kpi import waiting
-from tests.integration.stack import append, cli_json, run_maild, show_json, write_config
+from tests.integration.stack import (
+    append,
+    cli_json,
+    replay_actions,
+    run_maild,
+    show_json,
+    write_config,
+)
 
 pytestmark = pytest.mark.integration
 IST = ZoneInfo("Europe/Istanbul")
@@ -181,11 +188,7 @@ def ticks() -> list[datetime]:
 
 def replay(account: ImapAccount, config: Path) -> Week:
     week = Week(account, config)
-    todo = actions()
-    for tick in ticks():
-        for _, act in [a for a in todo if a[0] == tick]:
-            act(week)
-        cli_json(config, account, "run", "--once", "--now", tick.astimezone(UTC).isoformat())
+    replay_actions(config, account, ticks(), actions(), week)
     return week
 
 

@@ -49,7 +49,14 @@ import pytest
 
 from devstack.dovecot import ImapAccount
 from devstack.smtpsink import SmtpSink
-from tests.integration.stack import PASSWORD_ENV, append, cli_json, run_maild, write_config
+from tests.integration.stack import (
+    PASSWORD_ENV,
+    append,
+    cli_json,
+    replay_actions,
+    run_maild,
+    write_config,
+)
 
 pytestmark = pytest.mark.integration
 IST = ZoneInfo("Europe/Istanbul")
@@ -247,11 +254,7 @@ def ticks() -> list[datetime]:
 
 def replay(account: ImapAccount, config: Path, sink: SmtpSink) -> Day:
     day = Day(account, config, sink)
-    todo = actions()
-    for tick in ticks():
-        for _, act in [a for a in todo if a[0] == tick]:
-            act(day)
-        cli_json(config, account, "run", "--once", "--now", tick.astimezone(UTC).isoformat())
+    replay_actions(config, account, ticks(), actions(), day)
     return day
 
 
