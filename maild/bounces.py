@@ -143,6 +143,27 @@ def _from_flufl(msg: Message, text: str) -> tuple[list[FailedRecipient], list[Fa
     return records(permanent), records(temporary)
 
 
+_PLAIN_RE = re.compile(r"^\s*<([^<>\s@]+@[^<>\s@]+)>:?\s*(.*)$", re.MULTILINE)
+_CODE_RE = re.compile(r"\b([45])\d\d\b|\b([45])\.\d{1,3}\.\d{1,3}\b")
+
+
+def _from_plain_text(text: str) -> tuple[list[FailedRecipient], list[FailedRecipient]]:
+    """Postfix's plain-text form (no delivery-status part, as carriers relay it):
+    "<addr>: reason ... (552 5.2.2)", the reason maybe on the following lines."""
+    failed: list[FailedRecipient] = []
+    delayed: list[FailedRecipient] = []
+    for found in _PLAIN_RE.finditer(text):
+        rest = text[found.start(2):].split("\n\n", 1)[0]  # the paragraph about it
+        code = _CODE_RE.search(rest)
+        if code is None:
+            continue
+        status = _STATUS_RE.search(rest)
+        rec = FailedRecipient(found.group(1).lower(), status.group(0) if status else "",
+                              _one_line(f"<{found.group(1)}>: {rest}"))
+        (failed if (code.group(1) or code.group(2)) == "5" else delayed).append(rec)
+    return failed, delayed
+
+
 def _original_ids(msg: Message, parts: list[Message], text: str) -> tuple[str, ...]:
     header_parser = email.parser.HeaderParser(policy=email.policy.compat32)
     ids: list[str] = []
@@ -177,6 +198,8 @@ def bounce_details(raw: bytes) -> BounceDetails:
         failed, delayed = _from_dsn(parts)
         if not failed and not delayed:
             failed, delayed = _from_flufl(msg, text)
+        if not failed and not delayed:
+            failed, delayed = _from_plain_text(text)
         return BounceDetails(_dedup(failed), _dedup(delayed), _original_ids(msg, parts, text))
     except Exception:  # never let one odd bounce stop ingest
         return EMPTY

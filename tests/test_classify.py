@@ -271,6 +271,10 @@ def test_bounce_details_on_flufl_corpus(name: str, permanent: set[str],
     ("qmail-failure-notice.eml", "info@lumen-studio.example", "5.1.1",
      "<info@lumen-studio.example>: Sorry, no mailbox here by that name. (#5.1.1)",
      "<maild.t8.aa11bb22cc33dd44ee55ff6677889900@example.com>"),
+    # plain text, no delivery-status part, flufl finds nothing: Postfix's "<addr>: why" line
+    ("carrier-post_master-re.eml", "ayse.yilmaz@ttmail.example", "5.2.2",
+     "<ayse.yilmaz@ttmail.example>: mailbox full, quota exceeded (552 5.2.2)",
+     "<maild.t9.0f1e2d3c4b5a46978877665544332211@example.com>"),
 ])
 def test_bounce_details_on_own_dsns(file: str, address: str, status: str,
                                     diagnostic: str | None, original: str) -> None:
