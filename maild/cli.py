@@ -162,10 +162,18 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
     if args.json:
         _out(data)
         return 0
-    v = data["auto_submitted"]
+    v, c, r = data["auto_submitted"], data["classification"], data["route"]
+    print(f"written by: {c['sender']}{'/' + c['kind'] if c['kind'] else ''} ({c['reason']})")
+    opens = {"filtered": f"a filtered ticket ({r['filtered_kind']})", "nothing": "no ticket",
+             "ticket": "a ticket"}[r["opens"]]
+    print(f"stored as: {r['direction']}, {'auto (not counted)' if r['auto'] else 'counted'}"
+          f", customer {r['customer'] or '-'}; if it threads nowhere it opens {opens}")
+    for f in r["delivery_failed"]:
+        print(f"  delivery failed: {f['address']} {f['status']} {f['diagnostic'][:80]}")
     print(f"auto-submitted: {'yes (' + v['reason'] + ')' if v['automated'] else 'no'}")
     print(f"language: {data['language']}  thread: {data['thread']}")
-    print(f"matched rules: {', '.join(data['matched_rules']) or '(none)'}")
+    print(f"matched rules: {', '.join(data['matched_rules']) or '(none)'}"
+          f"{'  (' + data['rules_skipped'] + ')' if data.get('rules_skipped') else ''}")
     for a in data["actions"]:
         print(f"  action: {a}")
     ar = data["auto_reply"]

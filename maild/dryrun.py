@@ -18,7 +18,7 @@ from maild.app import App
 from maild.automation import plan_message
 from maild.errors import ConfigError, MaildError
 from maild.parse import parse_message
-from maild.routing import Route, counterpart_of, route_message
+from maild.routing import Route, route_message
 from maild.store import repo
 from maild.store.models import Customer, Mailbox
 from maild.threads import decide_thread
@@ -49,6 +49,7 @@ def dry_run(app: App, path: str) -> dict[str, Any]:
     auto = app.automation()
     now = app.clock.now()
     mailbox = app.config.mailboxes[0].address.lower()
+    route = route_message(parsed, "inbox", app.routing(), raw)
     arrived = arrival_time(parsed, now, False, now)
     thread, is_new, previous, rate = "new (database not consulted)", True, 0, None
     try:
@@ -56,10 +57,12 @@ def dry_run(app: App, path: str) -> dict[str, Any]:
         with app.sessions() as session:
             mb = session.query(Mailbox).filter_by(address=mailbox).one_or_none()
             if mb is not None:
-                decision = decide_thread(
-                    parsed, counterpart=counterpart_of(parsed, False, auto.own_addresses),
-                    outbound=False, lookup=repo.SqlThreadLookup(session, mb.id),
-                    arrived_at=arrived, window=app.ingestor(app.config.mailboxes[0]).window)
+                decision = decide_thread(  # as the writer threads it (maild.tickets)
+                    parsed, counterpart=route.counterpart,
+                    outbound=route.outbound or route.classification.sender == "agent",
+                    lookup=repo.SqlThreadLookup(session, mb.id), arrived_at=arrived,
+                    window=app.ingestor(app.config.mailboxes[0]).window,
+                    thread_ids=route.thread_ids or None)
                 is_new = decision.ticket_id is None
                 thread = decision.reason + ("" if is_new else f" -> #{decision.ticket_id}")
             customer = session.query(Customer).filter_by(address=parsed.from_addr).one_or_none()
@@ -69,13 +72,16 @@ def dry_run(app: App, path: str) -> dict[str, Any]:
             session.rollback()
     except (MaildError, SQLAlchemyError):
         pass
-    route = route_message(parsed, "inbox", app.routing(), raw)
     plan = plan_message(auto, parsed, mailbox=mailbox, is_new=is_new,
                         previous_tickets=previous, arrived_at=arrived, now=now,
                         classification=route.classification)
     out = {"file": path, "message_id": parsed.message_id, "from": parsed.from_addr,
            "subject": parsed.subject, "parse_error": parsed.parse_error, "thread": thread,
            **plan.as_dict(), "route": _route_dict(route)}
-    if plan.auto_reply and rate:
+    if route.automatic:  # as ingest: machine mail and team notes run no rules at all
+        out.update(matched_rules=[], actions=[], suggested_macros=[],
+                   rules_skipped=f"{route.classification.sender} mail "
+                                 f"({route.classification.reason}): no rules, no reply")
+    elif plan.auto_reply and rate:
         out["auto_reply"].update(send=False, skip_reason=rate)
     return out

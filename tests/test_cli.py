@@ -89,6 +89,17 @@ def test_rules_test_dry_run_stores_nothing(tmp_path: Path,
     assert data["classification"] == {"sender": "machine", "kind": "auto-reply",
                                       "reason": "auto-submitted",
                                       "description": data["classification"]["description"]}
-    assert data["suggested_macros"][0]["name"] == "refund-policy"
+    # as ingest: machine mail runs no rules and gets no suggestions; a person's would
+    assert data["suggested_macros"] == [] and data["matched_rules"] == []
+    assert data["rules_skipped"].startswith("machine mail (auto-submitted)")
+    assert data["route"]["opens"] == "filtered" and data["route"]["auto"] is True
+    eml.write_bytes(eml.read_bytes().replace(b"Auto-Submitted: auto-replied\r\n", b""))
+    assert main(["--config", str(cfg), "rules", "test", str(eml), "--json",
+                 "--now", "2026-11-02T10:00:00Z"]) == 0
+    human = json.loads(capsys.readouterr().out)
+    assert human["suggested_macros"][0]["name"] == "refund-policy"
+    assert human["route"] == {"direction": "in", "auto": False, "customer": "ann@example.org",
+                              "opens": "ticket", "filtered_kind": None, "forwarded_by": None,
+                              "delivery_failed": []}
     assert main(["--config", str(cfg), "tickets", "list", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == []
