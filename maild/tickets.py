@@ -151,7 +151,9 @@ class TicketWriter:
             self._agent_reply(ticket, row, arrived)
         elif not route.outbound and not route.automatic and not new:
             self._customer_wrote(ticket, arrived)
-        if route.bounce is not None and route.bounce.recipients:
+        if route.bounce is not None and route.bounce.recipients and ticket.status != "filtered":
+            # a bounce of our mail; one that matched no ticket of ours (backscatter of
+            # spam forged with our address) stays on its filtered ticket, unrecorded
             record_bounce(self.session, ticket.id, route.bounce, parsed.message_id, arrived)
         ticket.updated_at = max(ticket.updated_at, now)
         return StoredMessage(ticket, row, new, decision.reason, route.outbound, agent, role,

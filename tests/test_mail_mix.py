@@ -204,6 +204,15 @@ def test_bounce_matched_by_failed_recipient_when_no_message_id_comes_back(app: A
         ["bo@exmaple.org"]
 
 
+def test_backscatter_bounce_of_mail_we_never_sent_records_no_delivery_failure(app: App
+                                                                           ) -> None:
+    ingest(app, dsn("<forged@spammer.example>", "victim@elsewhere.example"))
+    assert listed(app) == []
+    [t] = listed(app, "filtered")
+    data = shown(app, t["id"])
+    assert data["filtered"]["kind"] == "bounce" and kinds(data, "delivery_failed") == []
+
+
 def test_agent_mail_to_a_customer_with_support_in_cc_opens_an_answered_ticket(app: App
                                                                             ) -> None:
     ingest(app, raw_mail(frm="Ayşe Yılmaz <ayse@example.com>", to="Carl <carl@example.org>",
