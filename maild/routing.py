@@ -146,7 +146,7 @@ def _agent(parsed: ParsedMessage, found: Classification, ctx: RouteContext) -> R
     external = [a.addr for a in (*parsed.to, *parsed.cc)
                 if a.addr not in ctx.own and a.addr not in team.agent_addresses
                 and a.addr.rpartition("@")[2] not in team.company_domains]
-    if ctx.is_command(parsed) or found.reason == "own-address":
+    if ctx.is_command(parsed):
         return Route(False, True, parsed.from_addr, found, filtered=True,
                      filtered_kind="agent")
     if external:  # to a customer, support in Cc: an agent reply on the customer's ticket
