@@ -97,11 +97,11 @@ def compose(*, sender: str, sender_name: str, to: str, to_name: str, subject: st
     if automatic:
         for key, value in AUTO_HEADERS.items():
             msg[key] = value
-    if language:
-        msg["Content-Language"] = one_line(language)
     for key, value in (extra_headers or {}).items():
         msg[one_line(key)] = one_line(value)
     msg.set_content(body.replace("\r\n", "\n"), charset="utf-8", cte="quoted-printable")
     if html is not None:
         msg.add_alternative(html, subtype="html", charset="utf-8")
+    if language:  # after the content: set_content() drops every Content-* header before it
+        msg["Content-Language"] = one_line(language)
     return Outgoing(message_id, sender, (one_line(to),), one_line(subject), msg.as_bytes())

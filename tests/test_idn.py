@@ -152,7 +152,8 @@ ASCII_BEFORE = (
     b"In-Reply-To: <c1@example.org>\r\nReferences: <c1@example.org>\r\n"
     b"Auto-Submitted: auto-replied\r\nX-Auto-Response-Suppress: All\r\n"
     b'Content-Type: text/plain; charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable'
-    b"\r\nMIME-Version: 1.0\r\n\r\nWe will answer within 4 business hours.\r\n")
+    b"\r\nMIME-Version: 1.0\r\nContent-Language: en\r\n\r\n"
+    b"We will answer within 4 business hours.\r\n")
 TURKISH_NAME_BEFORE = (
     b"From: =?utf-8?b?TcO8xZ90ZXJpIERlc3RlxJ9p?= <support@example.com>\r\n"
     b"To: =?utf-8?q?Ay=C5=9Fe_Y=C4=B1lmaz?= <ayse@example.com.tr>\r\n"
@@ -161,7 +162,8 @@ TURKISH_NAME_BEFORE = (
     b"Message-ID: <maild.t7.00000000000000000000000000001234@example.com>\r\n"
     b"In-Reply-To: <t1@example.com.tr>\r\nReferences: <t0@example.com.tr> <t1@example.com.tr>"
     b"\r\nAuto-Submitted: auto-replied\r\nX-Auto-Response-Suppress: All\r\nMIME-Version: 1.0"
-    b'\r\nContent-Type: multipart/alternative;\r\n boundary="BOUNDARY"\r\n\r\n--BOUNDARY\r\n'
+    b'\r\nContent-Type: multipart/alternative;\r\n boundary="BOUNDARY"\r\n'
+    b"Content-Language: tr\r\n\r\n--BOUNDARY\r\n"
     b'Content-Type: text/plain; charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable'
     b"\r\n\r\nMerhaba, 4 i=C5=9F saati i=C3=A7inde yan=C4=B1t verece=C4=9Fiz.\r\n\r\n"
     b'--BOUNDARY\r\nContent-Type: text/html; charset="utf-8"\r\n'
@@ -170,6 +172,7 @@ TURKISH_NAME_BEFORE = (
 
 
 def test_ascii_recipient_message_is_unchanged() -> None:
+    """As before the SMTPUTF8 work, but for Content-Language, which was dropped then."""
     assert composed().raw == ASCII_BEFORE
     out = composed(sender_name="Müşteri Desteği", to="ayse@example.com.tr",
                    to_name="Ayşe Yılmaz", subject="Re: Sipariş gecikti [#7]",
@@ -277,3 +280,11 @@ def test_a_plain_permanent_failure_records_no_delivery_failed_event(db_url: str)
     with sessions() as s:
         kinds = [e["kind"] for e in show_ticket(s, 1)["events"]]
     assert "auto_reply_failed" in kinds and "delivery_failed" not in kinds
+
+
+def test_the_reply_says_its_language() -> None:
+    """Content-Language was set before set_content(), which drops Content-* headers."""
+    for html in (None, "<p>Merhaba</p>"):
+        msg = email.message_from_bytes(composed(language="tr", html=html).raw,
+                                       policy=email.policy.default)
+        assert msg["Content-Language"] == "tr"
