@@ -65,7 +65,9 @@ class Incoming:
 
 def arrival_time(parsed: ParsedMessage, internaldate: datetime | None, outbound: bool,
                  now: datetime) -> datetime:
-    """Server receive time for customer mail; Date for agent replies unless absurd."""
+    """Server receive time for customer mail; Date for agent replies unless absurd (and,
+    once the ticket is known, never before the customer message it answers:
+    `TicketWriter._reply_time`)."""
     date = parsed.date
     if outbound and date and (internaldate is None or abs(date - internaldate) <= ABSURD_DATE):
         return date
@@ -141,6 +143,8 @@ class TicketWriter:
             ticket, new_customer = self._open(parsed, route, arrived, now)
         else:
             ticket, new_customer = self._ticket(decision.ticket_id), False
+        if route.outbound and not route.automatic:
+            arrived = self._reply_time(ticket, parsed, arrived, internaldate, now)
         row = self._row(parsed, ticket, route, arrived, now, folder, uidvalidity, uid,
                         internaldate)
         self.session.add(MessageSource(message_pk=row.id, raw=raw))
@@ -310,6 +314,19 @@ class TicketWriter:
             created_at=now)
         self.session.add(row)  # no flush: it has its id, and the batch's rows go together
         return row
+
+    def _reply_time(self, ticket: Ticket, parsed: ParsedMessage, arrived: datetime,
+                    internaldate: datetime | None, now: datetime) -> datetime:
+        """An agent reply is never before the customer message it answers (the ticket's
+        last one): a Date earlier than that gives way to the arrival in Sent."""
+        waiting = ticket.last_customer_at
+        if waiting is None or arrived >= waiting:
+            return arrived
+        timed = max(internaldate or now, waiting)
+        log.info("ticket #%d: reply %s dated %s, before the customer's message of %s: "
+                 "timed %s (its arrival)", ticket.id, parsed.message_id, arrived.isoformat(),
+                 waiting.isoformat(), timed.isoformat())
+        return timed
 
     def _agent_reply(self, ticket: Ticket, row: MessageRow, arrived: datetime) -> None:
         ticket.agent_replies += 1
