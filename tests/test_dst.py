@@ -11,14 +11,17 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from maild.app import build_app
+from maild.app import App, build_app
 from maild.calendar import BusinessCalendar
 from maild.clock import FixedClock
 from maild.config import load_config
-from maild.report.digest import day_bounds
+from maild.report.digest import build_digest, day_bounds
 from maild.schedule import build_scheduler, digest_slot
 from maild.sla import start_clock
+from maild.store.db import upgrade
 from maild.store.models import Ticket
+from tests.builders import raw_mail
+from tests.test_reopen_sla import ingest
 from tests.test_replying import write_config
 
 BER, NYC = ZoneInfo("Europe/Berlin"), ZoneInfo("America/New_York")
@@ -133,7 +136,7 @@ def test_digest_day_bounds_on_the_change_days(zone: str, day: date, hours: int) 
     assert before[1] - before[0] == after[1] - after[0] == 24 * H
 
 
-def app_in(zone: str, tmp: Path, db_url: str, days: str = "") -> object:
+def app_in(zone: str, tmp: Path, db_url: str, days: str = "") -> App:
     extra = (f'[sla]\ntimezone = "{zone}"\n[digest]\nto = ["manager@example.com"]\n'
              f'at = "08:00"\n{days}')
     return build_app(load_config(write_config(tmp, db_url, extra)),
@@ -145,13 +148,13 @@ def test_digest_due_at_08_local_on_the_change_days(zone: str, day: date, hours: 
                                                    tmp_path: Path) -> None:
     app = app_in(zone, tmp_path, "sqlite:///" + str(tmp_path / "m.db"))
     eight = wall(zone, day, 8)
-    assert digest_slot(app, eight - timedelta(minutes=1)) is None  # type: ignore[arg-type]
-    slot = digest_slot(app, eight.astimezone(UTC))  # type: ignore[arg-type]
+    assert digest_slot(app, eight - timedelta(minutes=1)) is None
+    slot = digest_slot(app, eight.astimezone(UTC))
     assert slot is not None and slot.day == day - timedelta(days=1)
     assert slot.due_at == eight
-    late = digest_slot(app, wall(zone, day, 23, 30).astimezone(UTC))  # type: ignore[arg-type]
+    late = digest_slot(app, wall(zone, day, 23, 30).astimezone(UTC))
     assert late is not None and late.day == day - timedelta(days=1)
-    after = digest_slot(app, wall(zone, day + timedelta(days=1), 0, 30))  # type: ignore
+    after = digest_slot(app, wall(zone, day + timedelta(days=1), 0, 30))
     assert after is None  # the next day's digest is due at its own 08:00
 
 
@@ -159,7 +162,7 @@ def test_digest_due_at_08_local_on_the_change_days(zone: str, day: date, hours: 
 def test_scheduler_fires_the_digest_at_08_local_on_the_change_days(
         zone: str, day: date, hours: int, tmp_path: Path) -> None:
     app = app_in(zone, tmp_path, "sqlite:///" + str(tmp_path / "m.db"))
-    scheduler = build_scheduler(app)  # type: ignore[arg-type]
+    scheduler = build_scheduler(app)
     trigger = scheduler.get_job("digest").trigger
     fires = []
     at = wall(zone, day - timedelta(days=1), 9)
@@ -174,3 +177,44 @@ def test_scheduler_fires_the_digest_at_08_local_on_the_change_days(
     real = [f.astimezone(UTC) for f in fires]  # (same-zone subtraction is wall time)
     assert real[1] - real[0] == 24 * H
     assert real[0] - wall(zone, day - timedelta(days=1), 8).astimezone(UTC) == hours * H
+
+
+def mail_date(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%a, %d %b %Y %H:%M:%S +0000")
+
+
+@pytest.mark.parametrize(("zone", "day", "hours"), CHANGES)
+def test_digest_counts_the_whole_change_day_by_local_hour(zone: str, day: date, hours: int,
+                                                          db_url: str, tmp_path: Path) -> None:
+    """Tickets answered in the first and last local hour of a 23- or 25-hour day, and
+    (autumn) one asked in the first 01:xx/02:xx and answered in the repeated one, are
+    that day's; the chart counts them by local hour; the next day's are not."""
+    app = app_in(zone, tmp_path, db_url)
+    upgrade(app.engine)
+    next_day = day + timedelta(days=1)
+    fold_hour = 2 if zone == "Europe/Berlin" else 1  # the repeated hour in autumn
+    pairs = [(wall(zone, day, 0, 10), wall(zone, day, 0, 40)),
+             (wall(zone, day, 23, 0), wall(zone, day, 23, 50)),
+             (wall(zone, next_day, 0, 5), wall(zone, next_day, 0, 20))]
+    if hours == 25:
+        pairs.append((wall(zone, day, fold_hour, 30), wall(zone, day, fold_hour, 30, fold=1)))
+    for n, (asked, answered) in enumerate(pairs, start=1):
+        ingest(app, raw_mail(msgid=f"<m{n}@example.org>", subject=f"Question {n}",
+                             frm=f"C{n} <c{n}@example.org>", date=mail_date(asked)), n, asked)
+        ingest(app, raw_mail(frm="Support <support@example.com>", to=f"c{n}@example.org",
+                             msgid=f"<r{n}@example.com>", subject=f"Re: Question {n}",
+                             in_reply_to=f"<m{n}@example.org>", date=mail_date(answered)),
+               n, answered, role="sent")
+    with app.sessions() as s:
+        digest = build_digest(s, app.automation().calendar, day, zone,
+                              wall(zone, next_day, 8))
+    stats = digest.data["stats"]
+    assert stats["tickets_created"] == stats["first_responses"] == len(pairs) - 1
+    counts = digest.data["chart"]["counts"]
+    expected = [0] * 24
+    expected[0] += 1
+    expected[23] += 1
+    if hours == 25:
+        expected[fold_hour] += 1
+        assert stats["frt_wall_seconds"]["mean"] == (1800 + 3000 + 3600) / 3
+    assert counts == expected
