@@ -21,7 +21,7 @@ from maild.compose import compose
 from maild.macros.render import RenderContext, render_macro
 from maild.outbox import enqueue
 from maild.parse import ParsedMessage
-from maild.sla import set_status, start_clock, start_next_response
+from maild.sla import restart_on_reopen, set_status, start_clock, start_next_response
 from maild.store import repo
 from maild.store.models import Customer, Mailbox, OutboxRow, Ticket
 from maild.tickets import StoredMessage
@@ -52,7 +52,7 @@ def rate_limit_reason(session: Session, auto: Automation, recipient: str,
 
 
 def apply_plan(session: Session, auto: Automation, ticket: Ticket, plan: Plan, is_new: bool,
-               arrived: datetime, at: datetime) -> None:
+               arrived: datetime, at: datetime, *, reopened: bool = False) -> None:
     d = plan.decision
     if is_new or d.source_of("priority") != "default":
         ticket.priority = d.priority
@@ -64,8 +64,12 @@ def apply_plan(session: Session, auto: Automation, ticket: Ticket, plan: Plan, i
         ticket.language = plan.language
         ticket.suggestions = list(plan.suggestions)
     elif ticket.sla_policy in auto.policies:
-        start_next_response(ticket, auto.calendar,
-                            auto.policies[ticket.sla_policy].next_response, arrived)
+        policy = auto.policies[ticket.sla_policy]
+        if reopened:  # a new target from the reopening message (DESIGN.md: Reopen)
+            restart_on_reopen(ticket, auto.calendar, policy.first_response,
+                              policy.next_response, arrived, auto.warn_fraction)
+        else:
+            start_next_response(ticket, auto.calendar, policy.next_response, arrived)
     if (d.spam or d.ignore) and ticket.status != "filtered":
         filter_ticket(session, ticket, "spam" if d.spam else "ignored",
                       f"rule:{d.source_of('spam' if d.spam else 'ignore')}", at)
@@ -116,7 +120,7 @@ class AutomationHandler:
                             else None)  # the one decision ingest stored
         now = self.clock.now()
         apply_plan(session, self.auto, ticket, plan, stored.new_ticket, stored.row.arrived_at,
-                   now)
+                   now, reopened=stored.reopened)
         reason = plan.skip_reason or rate_limit_reason(session, self.auto, plan.reply_to, now)
         if reason is not None:
             if stored.new_ticket or plan.verdict.automated or plan.decision.auto_reply:

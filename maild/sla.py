@@ -7,6 +7,12 @@ pause and resume the clock, the periodic check, and the pending auto-solve.
   pending, the business time that was left is granted again from that moment.
 - A customer message after an agent reply starts the optional next-response
   clock (`next_due_at`); the next agent reply stops it.
+- A reopen (a customer message on a solved ticket) ends the targets the solved
+  ticket had (`reopened`) and starts a new one from the reopening message
+  (`restart_on_reopen`): the first-response target again if the ticket was never
+  answered and its first target was not breached, else the next-response target.
+  So a warning or breach is only ever recorded against a due time that lies after
+  the event that set it, and a closed period's figures never change.
 - `check_sla` records one `sla_warning` and one `sla_breach` event per ticket,
   and one `next_response_breach` per unanswered follow-up, set-based (per kind
   one UPDATE ... RETURNING and one INSERT ... SELECT per 10,000 tickets, however
@@ -54,6 +60,31 @@ def start_next_response(ticket: Ticket, calendar: BusinessCalendar, target: time
         return
     ticket.next_due_at = calendar.add(arrived, target)
     ticket.next_breached = False
+
+
+def reopened(ticket: Ticket) -> None:
+    """A customer wrote on a solved ticket (call before it leaves `solved`): the targets
+    it had are over. An unanswered first response met by solving (no breach recorded)
+    is cleared, for `restart_on_reopen` to set again; a breached one stays, counted in
+    the period of its due time. The next-response clock stops either way."""
+    if ticket.first_response_at is None and not ticket.sla_breached:
+        ticket.sla_due_at = ticket.sla_warn_at = ticket.sla_warned_at = None
+    ticket.next_due_at = None
+    ticket.next_breached = False
+
+
+def restart_on_reopen(ticket: Ticket, calendar: BusinessCalendar, first: timedelta,
+                      following: timedelta | None, arrived: datetime,
+                      warn_fraction: float) -> None:
+    """The reopening message (arrived at `arrived`) gets its own target: the first
+    response's if the ticket was never answered and its first target was cleared by
+    `reopened`, else the next response's (none when the policy has no such target)."""
+    if ticket.first_response_at is None and ticket.sla_due_at is None:
+        start_clock(ticket, calendar, first, arrived, warn_fraction)
+        ticket.sla_warned_at, ticket.sla_breached = None, False
+    elif following is not None:
+        ticket.next_due_at = calendar.add(arrived, following)
+        ticket.next_breached = False
 
 
 def answered(ticket: Ticket) -> None:

@@ -26,7 +26,7 @@ from maild.calendar import BusinessCalendar
 from maild.classify import Classification, ClassifyContext
 from maild.parse import ParsedMessage
 from maild.routing import Route, RouteContext, route_message
-from maild.sla import answered, set_status
+from maild.sla import answered, reopened, set_status
 from maild.store import repo
 from maild.store.batch import BatchLookup
 from maild.store.ids import IdAllocator
@@ -50,6 +50,7 @@ class StoredMessage:
     role: str = "inbox"
     previous_tickets: int | None = None  # the customer's older tickets; None: not counted
     route: Route | None = None  # how it was stored: its classification, a bounce's details
+    reopened: bool = False  # a customer's message that reopened a solved ticket
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,9 @@ class Incoming:
 
 def arrival_time(parsed: ParsedMessage, internaldate: datetime | None, outbound: bool,
                  now: datetime) -> datetime:
-    """Server receive time for customer mail; Date for agent replies unless absurd."""
+    """Server receive time for customer mail; Date for agent replies unless absurd (and,
+    once the ticket is known, never before the customer message it answers:
+    `TicketWriter._reply_time`)."""
     date = parsed.date
     if outbound and date and (internaldate is None or abs(date - internaldate) <= ABSURD_DATE):
         return date
@@ -140,6 +143,8 @@ class TicketWriter:
             ticket, new_customer = self._open(parsed, route, arrived, now)
         else:
             ticket, new_customer = self._ticket(decision.ticket_id), False
+        if route.outbound and not route.automatic:
+            arrived = self._reply_time(ticket, parsed, arrived, internaldate, now)
         row = self._row(parsed, ticket, route, arrived, now, folder, uidvalidity, uid,
                         internaldate)
         self.session.add(MessageSource(message_pk=row.id, raw=raw))
@@ -147,17 +152,18 @@ class TicketWriter:
             self.batch.stored(row, ticket, opened=new, new_customer=new_customer)
         self._events(parsed, ticket, route, decision, new, arrived, now)
         agent = route.outbound and not route.automatic
+        reopen = False
         if agent:
             self._agent_reply(ticket, row, arrived)
         elif not route.outbound and not route.automatic and not new:
-            self._customer_wrote(ticket, arrived)
+            reopen = self._customer_wrote(ticket, arrived)
         if route.bounce is not None and route.bounce.recipients and ticket.status != "filtered":
             # a bounce of our mail; one that matched no ticket of ours (backscatter of
             # spam forged with our address) stays on its filtered ticket, unrecorded
             record_bounce(self.session, ticket.id, route.bounce, parsed.message_id, arrived)
         ticket.updated_at = max(ticket.updated_at, now)
         return StoredMessage(ticket, row, new, decision.reason, route.outbound, agent, role,
-                             self._previous_tickets(ticket), route)
+                             self._previous_tickets(ticket), route, reopen)
 
     def _trusted(self, route: Route) -> Route:
         """A sender someone recovered from `filtered` writes as a customer from now on."""
@@ -309,6 +315,19 @@ class TicketWriter:
         self.session.add(row)  # no flush: it has its id, and the batch's rows go together
         return row
 
+    def _reply_time(self, ticket: Ticket, parsed: ParsedMessage, arrived: datetime,
+                    internaldate: datetime | None, now: datetime) -> datetime:
+        """An agent reply is never before the customer message it answers (the ticket's
+        last one): a Date earlier than that gives way to the arrival in Sent."""
+        waiting = ticket.last_customer_at
+        if waiting is None or arrived >= waiting:
+            return arrived
+        timed = max(internaldate or now, waiting)
+        log.info("ticket #%d: reply %s dated %s, before the customer's message of %s: "
+                 "timed %s (its arrival)", ticket.id, parsed.message_id, arrived.isoformat(),
+                 waiting.isoformat(), timed.isoformat())
+        return timed
+
     def _agent_reply(self, ticket: Ticket, row: MessageRow, arrived: datetime) -> None:
         ticket.agent_replies += 1
         answered(ticket)
@@ -333,15 +352,21 @@ class TicketWriter:
         ticket.frt_wall_seconds = max(0.0, (answered - start).total_seconds())
         ticket.frt_business_seconds = self.calendar.business_seconds(start, answered)
 
-    def _customer_wrote(self, ticket: Ticket, arrived: datetime) -> None:
+    def _customer_wrote(self, ticket: Ticket, arrived: datetime) -> bool:
+        """A customer's message on an existing ticket; True if it reopened a solved one."""
         if ticket.first_response_at is not None and arrived < ticket.first_response_at:
             # mail older than the recorded first response, stored after it: the FRT
             # start may move earlier; `stats` computes this ticket's figures instead
             ticket.frt_wall_seconds = ticket.frt_business_seconds = None
         ticket.last_customer_at = max(ticket.last_customer_at or arrived, arrived)
-        if ticket.status in ("solved", "pending"):
-            kind = "reopened" if ticket.status == "solved" else "customer_replied"
-            repo.add_event(self.session, ticket.id, arrived, kind, previous=ticket.status)
-            set_status(self.session, ticket, "open", arrived, calendar=self.calendar,
-                       reason=kind)
+        if ticket.status not in ("solved", "pending"):
+            return False
+        reopen = ticket.status == "solved"
+        kind = "reopened" if reopen else "customer_replied"
+        if reopen:
+            reopened(ticket)  # the solved ticket's targets end; the automation sets a new one
+        repo.add_event(self.session, ticket.id, arrived, kind, previous=ticket.status)
+        set_status(self.session, ticket, "open", arrived, calendar=self.calendar,
+                   reason=kind)
+        return reopen
 
