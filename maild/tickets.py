@@ -317,15 +317,21 @@ class TicketWriter:
 
     def _reply_time(self, ticket: Ticket, parsed: ParsedMessage, arrived: datetime,
                     internaldate: datetime | None, now: datetime) -> datetime:
-        """An agent reply is never before the customer message it answers (the ticket's
-        last one): a Date earlier than that gives way to the arrival in Sent."""
+        """An agent reply is never before the customer message it answers (the one its
+        In-Reply-To/References name, else the ticket's first): a Date earlier than that
+        gives way to the arrival in Sent. Judged against the message answered, not the
+        ticket's latest: importing history stores INBOX before Sent, so a customer's
+        follow-up is often stored before the reply that preceded it."""
         waiting = ticket.last_customer_at
         if waiting is None or arrived >= waiting:
+            return arrived  # the common case: no query
+        answered_at = repo.answered_message_at(self.session, ticket.id, parsed.thread_ids)
+        if answered_at is None or arrived >= answered_at:
             return arrived
-        timed = max(internaldate or now, waiting)
-        log.info("ticket #%d: reply %s dated %s, before the customer's message of %s: "
-                 "timed %s (its arrival)", ticket.id, parsed.message_id, arrived.isoformat(),
-                 waiting.isoformat(), timed.isoformat())
+        timed = max(internaldate or now, answered_at)
+        log.info("ticket #%d: reply %s dated %s, before the customer's message of %s it "
+                 "answers: timed %s (its arrival)", ticket.id, parsed.message_id,
+                 arrived.isoformat(), answered_at.isoformat(), timed.isoformat())
         return timed
 
     def _agent_reply(self, ticket: Ticket, row: MessageRow, arrived: datetime) -> None:

@@ -56,3 +56,19 @@ def test_reply_dated_after_the_customer_message_keeps_its_date(app: App) -> None
            role="sent")
     with app.sessions() as s:
         assert s.get_one(Ticket, 1).first_response_at == utc(2026, 11, 2, 10, 20)
+
+
+def test_history_import_times_a_reply_by_the_message_it_answers_not_a_later_one(app: App
+                                                                                ) -> None:
+    """INBOX is imported before Sent: the customer's follow-up (12:00) is stored before
+    the reply (Date 10:20) that answered their first message (10:00). The reply keeps its
+    Date; the follow-up stays the one waiting."""
+    ingest(app, raw_mail(), 1, utc(2026, 11, 2, 10))
+    ingest(app, raw_mail(msgid="<m2@example.org>", subject="Re: Order missing",
+                         in_reply_to="<r1@example.com>"), 2, utc(2026, 11, 2, 12))
+    ingest(app, reply("Mon, 02 Nov 2026 10:20:00 +0000"), 1, utc(2026, 11, 2, 13),
+           role="sent")
+    with app.sessions() as s:
+        t = s.get_one(Ticket, 1)
+        assert t.first_response_at == utc(2026, 11, 2, 10, 20)
+        assert t.frt_wall_seconds == 1200

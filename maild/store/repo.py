@@ -91,6 +91,17 @@ def first_customer_message_at(session: Session, ticket_id: int) -> datetime | No
         MessageRow.auto == false()))  # "=", not "IS": PostgreSQL's index can use it
 
 
+def answered_message_at(session: Session, ticket_id: int, message_ids: tuple[str, ...]
+                        ) -> datetime | None:
+    """Arrival of the customer message a reply answers: the newest of the ticket's
+    customer messages named in `message_ids` (In-Reply-To, References), else its first."""
+    named = session.scalar(select(func.max(MessageRow.arrived_at)).where(
+        MessageRow.ticket_id == ticket_id, MessageRow.direction == "in",
+        MessageRow.auto == false(), MessageRow.message_id.in_(message_ids))) \
+        if message_ids else None
+    return named or first_customer_message_at(session, ticket_id)
+
+
 def previous_ticket_count(session: Session, customer_id: int, before_ticket: int) -> int:
     return session.scalar(select(func.count(Ticket.id)).where(
         Ticket.customer_id == customer_id, Ticket.id < before_ticket)) or 0
