@@ -22,7 +22,8 @@ from typing import Any
 import imapclient
 from imapclient.exceptions import IMAPClientError
 
-from maild.errors import MailboxError
+from maild.auth.base import TokenSource
+from maild.errors import AuthError, MailboxError
 
 IDLE_MAX_SECONDS = 25 * 60  # re-issue IDLE well before the RFC 2177 29-minute limit
 FETCH_ITEMS = [b"BODY.PEEK[]", b"INTERNALDATE"]
@@ -39,6 +40,7 @@ class ImapSettings:
     password: str
     ca_file: str | None = None
     timeout: float = 60.0
+    token_source: TokenSource | None = None  # set: log in with SASL XOAUTH2, not LOGIN
 
 
 @dataclass(frozen=True)
@@ -90,10 +92,16 @@ class MailboxClient:
             if s.security == "starttls":
                 client.starttls(ctx)
             client.normalise_times = False
-            client.login(s.username, s.password)
+            if s.token_source is not None:
+                _oauth2_login(client, s.username, s.token_source)
+            else:
+                client.login(s.username, s.password)
         except imapclient.exceptions.LoginError as exc:
-            raise MailboxError(f"{self._where()}: login failed for {s.username}: "
+            how = " with an OAuth2 token (renewed once)" if s.token_source else ""
+            raise MailboxError(f"{self._where()}: login{how} failed for {s.username}: "
                                f"{_text(exc)}") from None
+        except AuthError as exc:
+            raise MailboxError(f"{self._where()}: {exc}") from None
         except NETWORK_ERRORS as exc:
             raise MailboxError(f"{self._where()}: cannot connect: {_text(exc)}") from None
         self._client = client
@@ -263,6 +271,15 @@ def _is_disconnect(exc: BaseException) -> bool:
         return True
     text = _text(exc).lower()
     return "eof" in text or "socket error" in text or "connection closed" in text
+
+
+def _oauth2_login(client: Any, username: str, tokens: TokenSource) -> None:
+    """SASL XOAUTH2; a refused token is renewed and tried once more before giving up."""
+    try:
+        client.oauth2_login(username, tokens.token())
+    except imapclient.exceptions.LoginError:
+        tokens.invalidate()
+        client.oauth2_login(username, tokens.token())
 
 
 def _text(exc: BaseException) -> str:
