@@ -1,14 +1,16 @@
 """A local stand-in for the identity providers' token endpoints, for tests and the demo.
 
 ``TokenServer`` is an HTTPS server (stdlib ``http.server`` in a thread, on a free port
-of 127.0.0.1, with the devstack's self-signed certificate) that speaks enough of the
-Microsoft identity platform for msal's client-credentials grant:
-``/<tenant>/v2.0/.well-known/openid-configuration`` and
-``/<tenant>/oauth2/v2.0/token``. It issues RS256 JWTs (header ``typ: JWT``; claims
-``sub``, ``iat``, ``exp``, ``email`` = the client's mailbox, ``aud`` and ``azp`` = the
-client id, ``scope``) signed with one RSA key, whose public half Dovecot's ``oauth2``
-passdb and the SMTP sink verify (``validate_token``). Refusals are RFC 6749 error JSON
-with AADSTS-style descriptions. ``lifetime`` sets how long new tokens live.
+of 127.0.0.1, with the devstack's self-signed certificate). It speaks enough of the
+Microsoft identity platform for msal's client-credentials grant
+(``/<tenant>/v2.0/.well-known/openid-configuration``, ``/<tenant>/oauth2/v2.0/token``)
+and of Google's service-account grant (RFC 7523 jwt-bearer at ``/google/token``;
+``add_service_account`` hands out the JSON key). It issues RS256 JWTs (header
+``typ: JWT``; claims ``sub``, ``iat``, ``exp``, ``email`` = the mailbox, ``aud`` and
+``azp`` = the client id, ``scope``) signed with one RSA key, whose public half Dovecot's
+``oauth2`` passdb and the SMTP sink verify (``validate_token``). Refusals are RFC 6749
+error JSON (AADSTS-style descriptions for Microsoft). ``lifetime`` sets how long new
+tokens live.
 
 It must not listen anywhere but 127.0.0.1, talk to any real provider, or be used by
 ``maild`` at runtime. It never logs secrets or tokens.
@@ -21,6 +23,7 @@ import ssl
 import threading
 import time
 import urllib.parse
+import uuid
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -33,6 +36,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from devstack.dovecot import free_ports
 
 APP_SCOPE = "https://outlook.office365.com/.default"
+JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+GOOGLE_AUDIENCE = "https://oauth2.googleapis.com/token"
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,14 @@ class OAuthClient:
     client_id: str
     secret: str
     mailbox: str  # the address its tokens are good for (the `email` claim)
+
+
+@dataclass(frozen=True)
+class ServiceAccount:
+    email: str
+    client_id: str
+    public_key: Any
+    delegated: bool
 
 
 @dataclass(frozen=True)
@@ -79,6 +92,7 @@ class TokenServer:
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         ).decode()
         self._clients: dict[str, OAuthClient] = {}
+        self._accounts: dict[str, ServiceAccount] = {}
         self._issued: list[Issued] = []
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
@@ -120,6 +134,58 @@ class TokenServer:
         with self._lock:
             self._clients[client_id] = client
         return client
+
+    def add_service_account(self, *, delegated: bool = True) -> dict[str, str]:
+        """A Google-style service account; returns its JSON key (as the console gives it).
+        With ``delegated`` it may act as any mailbox (domain-wide delegation granted)."""
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        client_id = str(100000000000000000000 + len(self._accounts))
+        email = f"maild-{client_id[-6:]}@project.iam.gserviceaccount.example"
+        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+        with self._lock:
+            self._accounts[email] = ServiceAccount(email, client_id, key.public_key(),
+                                                   delegated)
+        return {"type": "service_account", "project_id": "devstack",
+                "private_key_id": uuid.uuid4().hex, "private_key": pem,
+                "client_email": email, "client_id": client_id,
+                "token_uri": self.google_token_url}
+
+    @property
+    def google_token_url(self) -> str:
+        return f"https://{self.host}:{self.port}/google/token"
+
+    def _jwt_bearer(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        """RFC 7523 with Google's rules: the assertion's iss is the service account, sub
+        the mailbox, aud this endpoint, scope what it asks for."""
+        if form.get("grant_type") != JWT_BEARER:
+            return 400, {"error": "unsupported_grant_type",
+                         "error_description": "Invalid grant_type"}
+        assertion = form.get("assertion", "")
+        try:
+            iss = jwt.decode(assertion, options={"verify_signature": False}).get("iss", "")
+            with self._lock:
+                account = self._accounts[iss]
+            # google-auth always addresses its assertion to Google's token endpoint.
+            claims = jwt.decode(assertion, account.public_key, algorithms=["RS256"],
+                                audience=[self.google_token_url, GOOGLE_AUDIENCE])
+        except (jwt.PyJWTError, KeyError):
+            return 400, {"error": "invalid_grant", "error_description": "Invalid JWT Signature."}
+        scope = str(claims.get("scope", ""))
+        if not account.delegated or "https://mail.google.com/" not in scope.split():
+            return 401, {"error": "unauthorized_client", "error_description":
+                         "Client is unauthorized to retrieve access tokens using this "
+                         "method, or client not authorized for any of the scopes requested."}
+        subject = str(claims.get("sub", "")).lower()
+        if "@" not in subject:
+            return 400, {"error": "invalid_grant", "error_description":
+                         "Invalid email or User ID"}
+        lifetime = self.lifetime
+        token = self.mint(account.client_id, subject, scope, lifetime)
+        now = time.time()
+        with self._lock:
+            self._issued.append(Issued(account.client_id, subject, now, now + lifetime))
+        return 200, {"access_token": token, "expires_in": lifetime, "token_type": "Bearer"}
 
     def set_secret(self, client_id: str, secret: str) -> None:
         """Rotate (or revoke, by changing) a client's secret."""
@@ -215,10 +281,13 @@ def _make_handler(server: TokenServer) -> type[BaseHTTPRequestHandler]:
             form = dict(urllib.parse.parse_qsl(self.rfile.read(length).decode()))
             if len(parts) == 4 and parts[1:] == ["oauth2", "v2.0", "token"]:
                 self._reply(*server._grant(parts[0], form))
+            elif parts == ["google", "token"]:
+                self._reply(*server._jwt_bearer(form))
             else:
                 self._reply(404, {"error": "not_found"})
 
     return Handler
 
 
-__all__ = ["APP_SCOPE", "Issued", "OAuthClient", "TokenServer", "validate_token"]
+__all__ = ["APP_SCOPE", "Issued", "OAuthClient", "ServiceAccount", "TokenServer",
+           "validate_token"]

@@ -79,13 +79,21 @@ class ReceivedMessage:
         return cast(EmailMessage, email.message_from_bytes(self.raw, policy=email.policy.default))
 
 
+class _SMTP(SMTP):
+    """aiosmtpd's server with a stream buffer large enough for an RFC 4954 AUTH line (the
+    reader's limit is fixed at construction; the 1001-octet DATA line check stays)."""
+
+    line_length_limit = _AUTH_LINE_LIMIT + 2
+
+
 class _Controller(Controller):
     """Controller that silences aiosmtpd's warning about AUTH without TLS (wanted in tests)."""
 
     def factory(self) -> SMTP:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Requiring AUTH while not requiring TLS")
-            server = SMTP(self.handler, **self.SMTP_kwargs)
+            server = _SMTP(self.handler, **self.SMTP_kwargs)
+        server.line_length_limit = SMTP.line_length_limit  # DATA lines: RFC 5321's limit
         # RFC 4954 allows AUTH lines of 12288 octets (an XOAUTH2 JWT does not fit in 512);
         # an instance dict, as aiosmtpd's default is shared by every server in the process.
         server.command_size_limits = collections.defaultdict(

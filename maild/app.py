@@ -54,22 +54,23 @@ class App:
     def imap_settings(self, index: int) -> ImapSettings:
         mb = self.config.mailboxes[index]
         where = "mailbox" if len(self.config.mailboxes) == 1 else f"mailbox[{index}]"
-        tokens = self.token_source(mb.oauth2, f"{where}.oauth2")
+        tokens = self.token_source(mb.oauth2, f"{where}.oauth2", mb.username)
         password = "" if tokens else read_secret(mb, self.config, where, self.environ) or ""
         return ImapSettings(mb.imap_host, mb.imap_port, mb.security, mb.username, password,
                             str(self.config.resolve(mb.ca_file)) if mb.ca_file else None,
                             float(mb.timeout_seconds), token_source=tokens)
 
-    def token_source(self, oauth2: OAuth2Config | None, where: str) -> TokenSource | None:
-        """One cached token source per oauth2 table, kept for the App's life (so tokens
-        are reused across connections); None for password login."""
+    def token_source(self, oauth2: OAuth2Config | None, where: str,
+                     subject: str) -> TokenSource | None:
+        """One cached token source per oauth2 table and login, kept for the App's life (so
+        tokens are reused across connections); None for password login."""
         if oauth2 is None:
             return None
-        key = repr(oauth2)
+        key = repr(oauth2) + (f" {subject}" if oauth2.flow == "service_account" else "")
         if key not in self._tokens:
             from maild.auth.sources import token_source
 
-            self._tokens[key] = token_source(oauth2, self.config, where, self.environ)
+            self._tokens[key] = token_source(oauth2, self.config, where, subject, self.environ)
         return self._tokens[key]
 
     def own_addresses(self) -> tuple[str, ...]:
@@ -117,7 +118,7 @@ class App:
             return None
         reused = self.config.mailboxes[0].oauth2
         tokens = self.token_source(s.oauth2, "mailbox.oauth2" if s.oauth2 is reused
-                                   else "smtp.oauth2")
+                                   else "smtp.oauth2", s.username or "")
         password = None if tokens else read_secret(s, self.config, "smtp", self.environ)
         return SmtpSettings(s.host, s.port, s.security, s.username, password,
                             str(self.config.resolve(s.ca_file)) if s.ca_file else None,

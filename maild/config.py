@@ -49,8 +49,8 @@ class DatabaseConfig:
 @dataclass(frozen=True)
 class OAuth2Config:
     flow: str = doc("client_credentials (Microsoft app-only) | service_account (Google "
-                    "Workspace, domain-wide delegation; not built yet) | refresh_token "
-                    "(not built yet)")
+                    "Workspace, domain-wide delegation, subject = the mailbox) | "
+                    "refresh_token (not built yet)")
     client_id: str | None = doc("the application (client) id", default=None)
     tenant: str | None = doc("Microsoft tenant, e.g. contoso.onmicrosoft.com or its id",
                              default=None)
@@ -425,15 +425,23 @@ def _check_oauth2(o: OAuth2Config, where: str) -> None:
     if o.flow not in OAUTH2_FLOWS:
         raise ConfigError(f"{where}.flow: must be one of {', '.join(OAUTH2_FLOWS)}, "
                           f"got {o.flow!r}")
-    if o.flow != "client_credentials":
-        raise ConfigError(f"{where}.flow: {o.flow} is not supported yet; only "
-                          "client_credentials (Microsoft app-only) is built")
+    if o.flow == "refresh_token":
+        raise ConfigError(f"{where}.flow: refresh_token is not supported yet (`maild auth "
+                          "login` is not built); use client_credentials (Microsoft) or "
+                          "service_account (Google)")
+    for url_key in ("authority", "token_url"):
+        url = getattr(o, url_key)
+        if url is not None and not url.startswith("https://"):
+            raise ConfigError(f"{where}.{url_key}: must be an https:// URL")
+    if o.flow == "service_account":
+        if not o.service_account_file:
+            raise ConfigError(f"{where}.service_account_file: missing (required for "
+                              "service_account)")
+        return
     if not o.client_id:
         raise ConfigError(f"{where}.client_id: missing (required for {o.flow})")
     if not (o.tenant or o.authority):
         raise ConfigError(f"{where}.tenant: missing (give tenant, or authority)")
-    if o.authority is not None and not o.authority.startswith("https://"):
-        raise ConfigError(f"{where}.authority: must be an https:// URL")
     if o.certificate_file:
         raise ConfigError(f"{where}.certificate_file: not supported yet; use "
                           "client_secret_env or client_secret_file")

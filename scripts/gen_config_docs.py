@@ -132,8 +132,11 @@ grant stops with one line naming the provider's error code and what to check, e.
 `AADSTS7000215: invalid client secret — check client_secret_env (MAILD_OAUTH_SECRET): …`.
 
 **Built so far:** `flow = "client_credentials"` (Microsoft 365 app-only, with a client
-secret). Not yet: `service_account` (Google), `refresh_token` and `maild auth login/status`,
-`certificate_file`; these are rejected with a clear error. Setup steps are in
+secret; `tenant`, `client_id`, `client_secret_env`/`client_secret_file`) and
+`flow = "service_account"` (Google Workspace with domain-wide delegation; the subject is the
+mailbox's `username`; `service_account_file`, optional `token_url`). Not yet:
+`refresh_token` with `maild auth login/status`, and `certificate_file`; these are rejected
+with a clear error. Setup steps are in
 [getting-started.md](getting-started.md).
 """,
     "smtp": """\

@@ -250,3 +250,28 @@ def test_smtp_refused_token_is_renewed_once_then_a_temporary_failure() -> None:
 
 def test_xoauth2_string() -> None:
     assert xoauth2_string("a@b.c", "T") == "user=a@b.c\x01auth=Bearer T\x01\x01"
+
+
+def test_google_preset_and_service_account_table() -> None:
+    table = {"address": "support@example.com", "provider": "google", "auth": "oauth2",
+             "oauth2": {"flow": "service_account", "service_account_file": "sa.json"}}
+    mb = cfg(table).mailboxes[0]
+    assert (mb.imap_host, mb.imap_port, mb.security) == ("imap.gmail.com", 993, "tls")
+    assert mb.oauth2 is not None and mb.oauth2.scopes == ("https://mail.google.com/",)
+    del table["oauth2"]["service_account_file"]  # type: ignore[attr-defined]
+    with pytest.raises(ConfigError, match="mailbox.oauth2.service_account_file: missing"):
+        cfg(table)
+
+
+def test_google_refusals_are_one_line_with_a_hint() -> None:
+    from google.auth.exceptions import RefreshError
+
+    from maild.auth.google import describe_refusal as google_refusal
+
+    exc = RefreshError("unauthorized_client: ...", {
+        "error": "unauthorized_client",
+        "error_description": "Client is unauthorized to retrieve access tokens using this "
+                             "method, or client not authorized for any of the scopes requested."})
+    assert google_refusal(exc).startswith("unauthorized_client: domain-wide delegation is not")
+    exc = RefreshError("x", {"error": "invalid_grant", "error_description": "Bad\nthing"})
+    assert google_refusal(exc) == "invalid_grant: Bad"

@@ -5,6 +5,7 @@ JWTs locally, and the SMTP sink accepting AUTH XOAUTH2 under the same rules."""
 from __future__ import annotations
 
 import email
+import json
 import os
 import shutil
 import subprocess
@@ -237,3 +238,88 @@ def test_daemon_renews_5_second_tokens_without_losing_or_duplicating_mail(
     assert set(sink.xoauth2_logins) == {box.address}
     assert box.secret not in daemon.output and "eyJ" not in daemon.output  # no JWT logged
     assert " WARNING " not in daemon.output and " ERROR " not in daemon.output
+
+
+def write_google_config(tmp: Path, address: str, key: dict[str, str], dovecot: DovecotServer,
+                        db_url: str, tokens: TokenServer, sink: SmtpSink) -> Path:
+    key_file = tmp / "sa.json"
+    key_file.write_text(json.dumps(key))
+    key_file.chmod(0o600)
+    oauth2 = (f'flow = "service_account"\nservice_account_file = "{key_file}"\n'
+              f'ca_file = "{tokens.ca_file}"\n')
+    path = tmp / "maild.toml"
+    text = maild_config_text(
+        address=address, imap_port=dovecot.imap_port, ca_file=dovecot.ca_file, db_url=db_url,
+        password_env="UNUSED", smtp_port=sink.port, oauth2=oauth2)
+    path.write_text(text.replace("[mailbox]\n", '[mailbox]\nprovider = "google"\n'))
+    return path
+
+
+def test_google_service_account_ingest_and_eta_reply(
+        oauth_dovecot: DovecotServer, token_server: TokenServer, sink: SmtpSink, db_url: str,
+        tmp_path: Path) -> None:
+    address = f"support-{uuid.uuid4().hex[:10]}@example.com"
+    oauth_dovecot.add_oauth_user(address)
+    key = token_server.add_service_account()
+    oauth_dovecot.trust_jwt_key(key["client_id"], token_server.public_pem)
+    customer = oauth_dovecot.create_account(prefix="customer", domain="example.org")
+    oauth_dovecot.deliver(address, customer_mail(customer.address, address, "Where is it",
+                                                 "<g1@example.org>"))
+    config = write_google_config(tmp_path, address, key, oauth_dovecot, db_url, token_server,
+                                 sink)
+    maild(config, "", "db", "upgrade")
+    run = maild(config, "", "run", "--once")
+    assert len(sink.messages) == 1, run.stderr
+    assert set(sink.xoauth2_logins) == {address}
+    reply = email.message_from_bytes(folder_messages(customer, "INBOX")[0])
+    assert reply["Subject"] == "Re: Where is it [#1]"
+    assert {i.mailbox for i in token_server.issued if i.client_id == key["client_id"]} == \
+        {address}
+    assert "PRIVATE KEY" not in run.stdout + run.stderr
+
+
+def test_google_without_domain_wide_delegation_is_one_line(
+        oauth_dovecot: DovecotServer, token_server: TokenServer, sink: SmtpSink, db_url: str,
+        tmp_path: Path) -> None:
+    address = f"support-{uuid.uuid4().hex[:10]}@example.com"
+    oauth_dovecot.add_oauth_user(address)
+    key = token_server.add_service_account(delegated=False)
+    config = write_google_config(tmp_path, address, key, oauth_dovecot, db_url, token_server,
+                                 sink)
+    maild(config, "", "db", "upgrade")
+    run = maild(config, "", "run", "--once", check=False)
+    assert run.returncode != 0
+    [line] = [x for x in run.stderr.splitlines() if x.strip()]
+    assert "unauthorized_client: domain-wide delegation is not granted" in line
+    assert "PRIVATE KEY" not in run.stdout + run.stderr
+
+
+class FixedToken:
+    def __init__(self, token: str) -> None:
+        self.value = token
+
+    def token(self) -> str:
+        return self.value
+
+    def invalidate(self) -> None:
+        pass
+
+
+def test_sink_takes_a_long_xoauth2_line_and_refuses_what_dovecot_refuses(
+        token_server: TokenServer, sink: SmtpSink) -> None:
+    from maild.errors import SendError
+    from maild.smtp import SmtpSettings, login_check
+
+    def check(user: str, token: str) -> str:
+        return login_check(SmtpSettings("127.0.0.1", sink.port, "none", user, timeout=10,
+                                        token_source=FixedToken(token)))
+
+    long_scope = " ".join(f"https://example.com/scope{i}" for i in range(60))
+    token = token_server.mint("app-long", "a@example.com", scope=long_scope)
+    assert len(token) > 2000
+    assert "logged in as a@example.com" in check("a@example.com", token)
+    expired = token_server.mint("app-x", "a@example.com", lifetime=-10)
+    for user, bad in (("b@example.com", token), ("a@example.com", expired),
+                      ("a@example.com", "not-a-jwt")):
+        with pytest.raises(SendError, match="535"):
+            check(user, bad)
