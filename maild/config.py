@@ -109,7 +109,7 @@ class MailboxConfig:
 
 @dataclass(frozen=True)
 class SmtpConfig:
-    host: str = doc("SMTP submission host")
+    host: str = doc("SMTP submission host (filled in by the first mailbox's `provider`)")
     port: int = doc("SMTP port (587 starttls, 465 tls)", default=587)
     security: str = doc("tls | starttls | none (none needs allow_insecure)", default="starttls")
     allow_insecure: bool = doc("permit security = none (tests, loopback only)", default=False)
@@ -390,6 +390,11 @@ def _smtp(table: Any, first: MailboxConfig) -> SmtpConfig:
     table = dict(table)
     raw_oauth = table.pop("oauth2", None)
     _check_auth_mode(table, "smtp")
+    if first.provider is not None:  # the first mailbox's provider presets its SMTP too
+        preset = PRESETS[first.provider]
+        for key, value in (("host", preset.smtp_host), ("port", preset.smtp_port),
+                           ("security", preset.smtp_security)):
+            table.setdefault(key, value)
     if table.get("auth") == "oauth2":
         table.setdefault("username", first.address)
         if raw_oauth is None:

@@ -275,3 +275,11 @@ def test_google_refusals_are_one_line_with_a_hint() -> None:
     assert google_refusal(exc).startswith("unauthorized_client: domain-wide delegation is not")
     exc = RefreshError("x", {"error": "invalid_grant", "error_description": "Bad\nthing"})
     assert google_refusal(exc) == "invalid_grant: Bad"
+
+
+def test_the_mailbox_provider_presets_smtp_too_and_explicit_keys_win() -> None:
+    c = cfg(oauth_box(), {"auth": "oauth2"})
+    assert c.smtp is not None
+    assert (c.smtp.host, c.smtp.port, c.smtp.security) == ("smtp.office365.com", 587, "starttls")
+    c = cfg(oauth_box(), {"auth": "oauth2", "host": "relay.contoso.com", "port": 25})
+    assert c.smtp is not None and (c.smtp.host, c.smtp.port) == ("relay.contoso.com", 25)
