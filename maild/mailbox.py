@@ -13,6 +13,7 @@ import contextlib
 import re
 import socket
 import ssl
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -79,6 +80,7 @@ class MailboxClient:
         self._factory = factory
         self._client: Any = None
         self.selected: str | None = None
+        self.renew_by: float | None = None  # OAuth2: log in afresh after this (monotonic)
 
     def _where(self) -> str:
         return f"IMAP {self.settings.host}:{self.settings.port}"
@@ -94,6 +96,7 @@ class MailboxClient:
             client.normalise_times = False
             if s.token_source is not None:
                 _oauth2_login(client, s.username, s.token_source)
+                self.renew_by = s.token_source.renew_at()
             else:
                 client.login(s.username, s.password)
         except imapclient.exceptions.LoginError as exc:
@@ -106,6 +109,11 @@ class MailboxClient:
             raise MailboxError(f"{self._where()}: cannot connect: {_text(exc)}") from None
         self._client = client
         return self
+
+    def seconds_until_renewal(self) -> float | None:
+        """OAuth2 sessions: seconds until the login's token is due for renewal (<= 0: log
+        in again now); None for password logins, which never need it."""
+        return None if self.renew_by is None else self.renew_by - time.monotonic()
 
     def __enter__(self) -> MailboxClient:
         return self if self._client is not None else self.connect()

@@ -5,6 +5,7 @@ retry of the IMAP and SMTP logins (with fakes)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -183,6 +184,9 @@ class Tokens:
     def invalidate(self) -> None:
         self.invalidated += 1
 
+    def renew_at(self) -> float:
+        return time.monotonic() + 100
+
 
 class FakeImap:
     def __init__(self, accept: set[str]) -> None:
@@ -207,8 +211,11 @@ def imap_settings(tokens: Tokens) -> ImapSettings:
 
 def test_imap_refused_token_is_renewed_once() -> None:
     tokens, server = Tokens(), FakeImap({"tok2"})
-    MailboxClient(imap_settings(tokens), factory=server).connect().close()
+    client = MailboxClient(imap_settings(tokens), factory=server).connect()
     assert server.tried == ["tok1", "tok2"] and tokens.invalidated == 1
+    left = client.seconds_until_renewal()
+    assert left is not None and 99 < left <= 100  # the session knows when to log in afresh
+    client.close()
 
 
 def test_imap_gives_up_after_one_renewal_with_one_line() -> None:

@@ -29,6 +29,11 @@ class TokenSource(Protocol):
         """Forget the cached token: the server refused it; the next `token()` renews."""
         ...
 
+    def renew_at(self) -> float:
+        """`time.monotonic()` value after which the last token handed out is due for
+        renewal: a long IMAP session logs in afresh by then."""
+        ...
+
 
 @dataclass(frozen=True)
 class AccessToken:
@@ -65,6 +70,10 @@ class CachedTokenSource:
                 margin = min(RENEW_BEFORE_SECONDS, fresh.expires_in / 4)
                 self._value, self._renew_at = fresh.value, now + fresh.expires_in - margin
             return self._value
+
+    def renew_at(self) -> float:
+        with self._lock:
+            return self._renew_at
 
     def invalidate(self) -> None:
         with self._lock:

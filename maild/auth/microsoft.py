@@ -10,13 +10,14 @@ proxies) is ignored so `ca_file` means what it says. A refused grant becomes one
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 import msal
 import requests
 
 from maild.auth.base import AccessToken
-from maild.errors import AuthError
+from maild.errors import AuthError, MaildError
 
 PUBLIC_CLOUD = "https://login.microsoftonline.com"
 AADSTS_RE = re.compile(r"AADSTS(\d+)")
@@ -59,12 +60,14 @@ def describe_refusal(result: dict[str, Any], secret_hint: str, secret: str) -> s
 class ClientCredentialsGrant:
     """`Grant` for Microsoft app-only access (client id + secret, scope `.default`)."""
 
-    def __init__(self, *, client_id: str, secret: str, secret_hint: str, scopes: tuple[str, ...],
-                 tenant: str | None = None, authority: str | None = None,
-                 ca_file: str | None = None, timeout: float = 30.0) -> None:
+    def __init__(self, *, client_id: str, secret: Callable[[], str], secret_hint: str,
+                 scopes: tuple[str, ...], tenant: str | None = None,
+                 authority: str | None = None, ca_file: str | None = None,
+                 timeout: float = 30.0) -> None:
         self.authority = authority_url(tenant, authority)
         self._client_id = client_id
-        self._secret = secret
+        self._read_secret = secret  # read again before each request: a rotated secret
+        self._secret = secret()     # in its file is picked up without a restart
         self._secret_hint = secret_hint
         self._scopes = list(scopes)
         self._ca_file = ca_file
@@ -85,6 +88,12 @@ class ClientCredentialsGrant:
         return self._app
 
     def fetch(self) -> AccessToken:
+        try:
+            secret = self._read_secret()
+        except MaildError as exc:
+            raise AuthError(str(exc)) from None
+        if secret != self._secret:
+            self._secret, self._app = secret, None
         try:
             result = self._application().acquire_token_for_client(scopes=self._scopes)
         except (requests.RequestException, ValueError, OSError) as exc:

@@ -7,6 +7,7 @@ through `read_client_secret`). It builds objects and does no network I/O itself.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 
 from maild.auth.base import CachedTokenSource, Grant, TokenSource
 from maild.auth.google import ServiceAccountGrant
@@ -29,7 +30,8 @@ def token_source(o: OAuth2Config, cfg: Config, where: str, subject: str,
         hint = (f"client_secret_env ({o.client_secret_env})" if o.client_secret_env
                 else f"client_secret_file ({o.client_secret_file})")
         grant = ClientCredentialsGrant(
-            client_id=o.client_id or "", secret=read_client_secret(o, cfg, where, environ),
+            client_id=o.client_id or "",
+            secret=partial(read_client_secret, o, cfg, where, environ),
             secret_hint=hint, scopes=o.scopes, tenant=o.tenant, authority=o.authority,
             ca_file=ca_file)
     else:

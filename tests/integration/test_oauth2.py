@@ -89,14 +89,18 @@ def sink(oauth_dovecot: DovecotServer, token_server: TokenServer) -> Iterator[Sm
 
 
 def write_oauth_config(tmp: Path, box: OAuthBox, db_url: str, tokens: TokenServer,
-                       sink: SmtpSink | None) -> Path:
+                       sink: SmtpSink | None, secret_file: Path | None = None,
+                       extra: str = "") -> Path:
+    secret = (f'client_secret_file = "{secret_file}"' if secret_file
+              else f'client_secret_env = "{SECRET_ENV}"')
     oauth2 = (f'flow = "client_credentials"\ntenant = "{TENANT}"\n'
-              f'client_id = "{box.client_id}"\nclient_secret_env = "{SECRET_ENV}"\n'
+              f'client_id = "{box.client_id}"\n{secret}\n'
               f'authority = "{tokens.authority(TENANT)}"\nca_file = "{tokens.ca_file}"\n')
     path = tmp / "maild.toml"
     path.write_text(maild_config_text(
         address=box.address, imap_port=box.imap_port, ca_file=box.ca_file, db_url=db_url,
-        password_env="UNUSED", smtp_port=sink.port if sink else None, oauth2=oauth2))
+        password_env="UNUSED", smtp_port=sink.port if sink else None, oauth2=oauth2,
+        extra=extra))
     return path
 
 
@@ -238,6 +242,48 @@ def test_daemon_renews_5_second_tokens_without_losing_or_duplicating_mail(
     assert set(sink.xoauth2_logins) == {box.address}
     assert box.secret not in daemon.output and "eyJ" not in daemon.output  # no JWT logged
     assert " WARNING " not in daemon.output and " ERROR " not in daemon.output
+    # The IDLE session logged in afresh before its token was due, several times.
+    logins = oauth_dovecot.log_path.read_text().count(
+        f"Login: user=<{box.address}>, method=XOAUTH2")
+    assert logins >= 4
+
+
+@pytest.mark.slow
+def test_revoked_secret_is_one_line_backs_off_and_recovers_when_the_file_is_fixed(
+        oauth_dovecot: DovecotServer, token_server: TokenServer, box: OAuthBox,
+        sink: SmtpSink, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    customers = [oauth_dovecot.create_account(prefix="customer", domain="example.org")
+                 for _ in range(2)]
+    secret_file = tmp_path / "client-secret"
+    secret_file.write_text(box.secret)
+    config = write_oauth_config(tmp_path, box, db_url, token_server, sink, secret_file,
+                                extra="[outbox]\nretry_base_seconds = 1\n"
+                                      "retry_max_seconds = 2\n")
+    maild(config, "", "db", "upgrade")
+    monkeypatch.setattr(token_server, "lifetime", 5)
+    account = ImapAccount(box.address, "", "localhost", box.imap_port, 0, box.ca_file)
+    rotated = "Nw3~the-new-secret-value"
+    with Daemon(config, account) as daemon:
+        oauth_dovecot.deliver(box.address, customer_mail(
+            customers[0].address, box.address, "First", "<r0@example.org>"))
+        wait_until(lambda: len(sink.messages) == 1, 30, "the first ETA reply", daemon.log)
+        token_server.set_secret(box.client_id, rotated)  # the old secret is revoked
+        wait_until(lambda: "AADSTS7000215" in daemon.output, 30, "the refusal", daemon.log)
+        oauth_dovecot.deliver(box.address, customer_mail(
+            customers[1].address, box.address, "Second", "<r1@example.org>"))
+        time.sleep(3)
+        assert len(sink.messages) == 1  # nothing gets in or out without a token
+        secret_file.write_text(rotated + "\n")  # fixed: picked up without a restart
+        wait_until(lambda: len(sink.messages) == 2, 60, "the second ETA reply", daemon.log)
+        assert daemon.stop() == 0
+    assert_each_once(db_url, 2, replies_queued=True)
+    refusals = [line for line in daemon.output.splitlines() if "AADSTS7000215" in line]
+    assert refusals and all("check client_secret_file" in line for line in refusals)
+    assert "Traceback" not in daemon.output
+    # Backoff: a handful of attempts in these seconds, not a busy loop.
+    assert len(refusals) < 20
+    for secret in (box.secret, rotated):
+        assert secret not in daemon.output
 
 
 def write_google_config(tmp: Path, address: str, key: dict[str, str], dovecot: DovecotServer,
