@@ -156,6 +156,8 @@ def test_client_credentials_ingest_and_eta_reply(
         {box.client_id}
     check = maild(config, box.secret, "check")
     assert f"imap {box.address}" in check.stdout and "smtp" in check.stdout
+    assert f"[  ok] oauth2 mailbox (client_credentials): got a token for {box.address}" in \
+        check.stdout
     for out in (run.stdout, run.stderr, check.stdout, check.stderr):
         assert box.secret not in out
 
@@ -171,7 +173,9 @@ def test_wrong_client_secret_is_one_line_naming_the_aadsts_code(
     errors = [line for line in run.stderr.splitlines() if "AADSTS" in line]
     assert errors and "AADSTS7000215" in errors[0] and "client_secret_env" in errors[0]
     check = maild(config, wrong, "check", check=False)
-    assert check.returncode != 0 and "AADSTS7000215" in check.stdout + check.stderr
+    assert check.returncode != 0
+    assert "[FAIL] oauth2 mailbox (client_credentials): token request to" in check.stdout
+    assert "AADSTS7000215" in check.stdout
     for out in (run.stdout, run.stderr, check.stdout, check.stderr):
         assert wrong not in out and box.secret not in out
     assert sink.messages == []
