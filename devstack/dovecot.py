@@ -58,7 +58,7 @@ ssl = yes
 ssl_cert = <{cert}
 ssl_key = <{key}
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login{oauth2_mechanisms}
 auth_verbose = yes
 # Tests fail logins on purpose: answer failures at once (Dovecot still batches
 # them every 0.5 s). The per-IP auth penalty (2..15 s before the next login
@@ -73,7 +73,7 @@ userdb {{
   driver = passwd-file
   args = username_format=%u {users}/%u
 }}
-
+{oauth2_dbs}
 mail_location = maildir:~/Maildir
 mail_fsync = never
 mail_max_userip_connections = 500
@@ -115,6 +115,26 @@ service lmtp {{
     port = {lmtp_port}
   }}
 }}
+"""
+
+# With oauth2=True: a second passdb that accepts JWTs (XOAUTH2, OAUTHBEARER) validated
+# locally with the keys in oauth2-keys/<azp>/RS256/default, and a userdb for the users
+# that have no password at all (oauth-users/): a password login to them is refused.
+_OAUTH2_DBS = """\
+passdb {{
+  driver = oauth2
+  args = {oauth2_conf}
+}}
+userdb {{
+  driver = passwd-file
+  args = username_format=%u {oauth_users}/%u
+}}
+"""
+
+_OAUTH2_CONF = """\
+introspection_mode = local
+username_attribute = email
+local_validation_key_dict = fs:posix:prefix={keys}/
 """
 
 _MAILBOX_TEMPLATE = """\
@@ -276,8 +296,12 @@ class DovecotServer:
 
     host = "127.0.0.1"
 
-    def __init__(self, workdir: str | os.PathLike[str], *, startup_timeout: float = 10.0) -> None:
+    def __init__(self, workdir: str | os.PathLike[str], *, startup_timeout: float = 10.0,
+                 oauth2: bool = False) -> None:
         self.workdir = Path(workdir).resolve()
+        self.oauth2 = oauth2
+        self.oauth2_keys_dir = self.workdir / "oauth2-keys"
+        self.oauth_users_dir = self.workdir / "oauth-users"
         self.startup_timeout = startup_timeout
         self.config_path = self.workdir / "dovecot.conf"
         self.log_path = self.workdir / "dovecot.log"
@@ -405,6 +429,31 @@ class DovecotServer:
             ca_file=self.ca_file,
         )
 
+    def add_oauth_user(self, address: str) -> None:
+        """A mail user with no password: it logs in only with a JWT (needs oauth2=True)."""
+        if not self.oauth2:
+            raise RuntimeError("add_oauth_user needs DovecotServer(..., oauth2=True)")
+        _check_address(address)
+        with self._lock:
+            key = address.lower()
+            if key in self._users:
+                raise ValueError(f"user {address!r} already exists")
+            self._users[key] = ""
+            home = self._make_home(key)
+            line = f"{key}::{self._id.uid}:{self._id.gid}::{home}::\n"
+            self._write_user_file(key, line, self.oauth_users_dir)
+
+    def trust_jwt_key(self, azp: str, public_pem: str, alg: str = "RS256") -> None:
+        """Accept JWTs whose ``azp`` claim is ``azp``, signed by ``public_pem``'s key."""
+        _check_address(f"{azp}@x")
+        directory = self.oauth2_keys_dir / azp / alg
+        directory.mkdir(parents=True, exist_ok=True)
+        for d in (self.oauth2_keys_dir, self.oauth2_keys_dir / azp, directory):
+            d.chmod(0o755)
+        target = directory / "default"
+        target.write_text(public_pem)
+        target.chmod(0o644)
+
     def has_user(self, address: str) -> bool:
         return address.lower() in self._users
 
@@ -447,6 +496,13 @@ class DovecotServer:
         self.home_root.mkdir(mode=0o755, exist_ok=True)
         self.users_dir.mkdir(exist_ok=True)
         self._share_with_dovecot(self.users_dir, 0o750)
+        if self.oauth2:
+            self.oauth_users_dir.mkdir(exist_ok=True)
+            self._share_with_dovecot(self.oauth_users_dir, 0o750)
+            self.oauth2_keys_dir.mkdir(mode=0o755, exist_ok=True)
+            conf = self.workdir / "dovecot-oauth2.conf.ext"
+            conf.write_text(_OAUTH2_CONF.format(keys=self.oauth2_keys_dir))
+            conf.chmod(0o644)
         self._ensure_cert()
 
     def _share_with_dovecot(self, path: Path, mode: int) -> None:
@@ -475,6 +531,10 @@ class DovecotServer:
             cert=self.cert_file,
             key=self.key_file,
             users=self.users_dir,
+            oauth2_mechanisms=" xoauth2 oauthbearer" if self.oauth2 else "",
+            oauth2_dbs=_OAUTH2_DBS.format(oauth2_conf=self.workdir / "dovecot-oauth2.conf.ext",
+                                          oauth_users=self.oauth_users_dir)
+            if self.oauth2 else "",
             mailboxes=mailboxes,
             login_chroot="" if ident.is_root else "  chroot =",
             imap_port=self.imap_port,
@@ -520,15 +580,16 @@ class DovecotServer:
         os.chown(home, self._id.uid, self._id.gid)
         return home
 
-    def _write_user_file(self, address: str, line: str) -> None:
+    def _write_user_file(self, address: str, line: str, directory: Path | None = None) -> None:
         # One passwd-file per user (path contains %u): Dovecot 2.3 stat()s a
         # passwd-file at most once per second, so a user appended to a shared
         # file right after another lookup stays unknown for up to a second.
         # A new per-user file has never been cached, so it is seen at once.
-        tmp = self.users_dir / f".{address}.tmp"
+        directory = directory or self.users_dir
+        tmp = directory / f".{address}.tmp"
         tmp.write_text(line)
         self._share_with_dovecot(tmp, 0o640)
-        tmp.replace(self.users_dir / address)  # atomic: never a half-written file
+        tmp.replace(directory / address)  # atomic: never a half-written file
 
 
 def _check_address(address: str) -> None:

@@ -14,10 +14,16 @@ REPO = Path(__file__).resolve().parents[1]
 
 def maild_config_text(*, address: str, imap_port: int, ca_file: str | Path, db_url: str,
                       password_env: str, smtp_port: int | None = None, batch_size: int = 200,
-                      autoreply_extra: str = "", extra: str = "") -> str:
+                      autoreply_extra: str = "", extra: str = "",
+                      oauth2: str | None = None) -> str:
+    """`oauth2`, when given, is the body of a [mailbox.oauth2] table: the mailbox and
+    the SMTP sink are then logged in to with XOAUTH2 instead of `password_env`."""
     smtp = "" if smtp_port is None else (
         f'\n[smtp]\nhost = "127.0.0.1"\nport = {smtp_port}\nsecurity = "none"\n'
-        "allow_insecure = true\n")
+        "allow_insecure = true\n" + ('auth = "oauth2"\n' if oauth2 else ""))
+    login = 'auth = "oauth2"' if oauth2 else f'password_env = "{password_env}"'
+    if oauth2:
+        extra = f"{extra}\n[mailbox.oauth2]\n{oauth2}"
     return f"""# maild configuration for the local devstack servers
 [database]
 url = "{db_url}"
@@ -29,7 +35,7 @@ imap_port = {imap_port}
 security = "starttls"
 ca_file = "{ca_file}"
 username = "{address}"
-password_env = "{password_env}"
+{login}
 batch_size = {batch_size}
 {smtp}
 [sla]

@@ -15,6 +15,8 @@ other than 127.0.0.1, or be used by ``maild`` at runtime.
 from __future__ import annotations
 
 import asyncio
+import base64
+import collections
 import email
 import email.policy
 import logging
@@ -42,6 +44,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _DROP = "drop"
+_AUTH_LINE_LIMIT = 12288
 # aiosmtpd logs these on every connection of a sink with auth_require_tls=False.
 _AIOSMTPD_NOISE = (
     "auth_required == True but auth_require_tls == False",
@@ -76,13 +79,26 @@ class ReceivedMessage:
         return cast(EmailMessage, email.message_from_bytes(self.raw, policy=email.policy.default))
 
 
+class _SMTP(SMTP):
+    """aiosmtpd's server with a stream buffer large enough for an RFC 4954 AUTH line (the
+    reader's limit is fixed at construction; the 1001-octet DATA line check stays)."""
+
+    line_length_limit = _AUTH_LINE_LIMIT + 2
+
+
 class _Controller(Controller):
     """Controller that silences aiosmtpd's warning about AUTH without TLS (wanted in tests)."""
 
     def factory(self) -> SMTP:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Requiring AUTH while not requiring TLS")
-            return SMTP(self.handler, **self.SMTP_kwargs)
+            server = _SMTP(self.handler, **self.SMTP_kwargs)
+        server.line_length_limit = SMTP.line_length_limit  # DATA lines: RFC 5321's limit
+        # RFC 4954 allows AUTH lines of 12288 octets (an XOAUTH2 JWT does not fit in 512);
+        # an instance dict, as aiosmtpd's default is shared by every server in the process.
+        server.command_size_limits = collections.defaultdict(
+            lambda: SMTP.command_size_limit, {"AUTH": _AUTH_LINE_LIMIT})
+        return server
 
 
 class _Handler:
@@ -91,6 +107,21 @@ class _Handler:
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         return await self._sink._on_data(server, session, envelope)
+
+    async def auth_XOAUTH2(self, server: SMTP, args: list[str]) -> AuthResult:  # noqa: N802
+        """SASL XOAUTH2 (offered only with ``oauth2_public_key``): the same token rules
+        as Dovecot's oauth2 passdb. A refusal is "not handled", so aiosmtpd answers 535."""
+        if len(args) > 1:
+            blob = args[1].encode()
+        else:
+            answer = await server.challenge_auth("", encode_to_b64=False)
+            if not isinstance(answer, bytes):
+                return AuthResult(success=False, handled=True)  # aiosmtpd already answered
+            blob = base64.b64encode(answer)
+        user = self._sink._check_xoauth2(blob)
+        if user is None:
+            return AuthResult(success=False, handled=False)
+        return AuthResult(success=True, auth_data=user)
 
 
 class SmtpSink:
@@ -110,7 +141,10 @@ class SmtpSink:
         deliver_to: DovecotServer | None = None,
         port: int = 0,
         smtputf8: bool = True,
+        oauth2_public_key: str | None = None,
     ) -> None:
+        self.oauth2_public_key = oauth2_public_key
+        self.xoauth2_logins: list[str] = []  # users that logged in with XOAUTH2, in order
         self.require_auth = require_auth
         self.smtputf8 = smtputf8
         self.username = username
@@ -222,7 +256,27 @@ class SmtpSink:
             )
         if self.starttls:
             kwargs["tls_context"] = self._server_tls_context()
+        if self.oauth2_public_key is None:
+            kwargs["auth_exclude_mechanism"] = ["XOAUTH2"]
         return kwargs
+
+    def _check_xoauth2(self, blob: bytes) -> str | None:
+        """The user of a valid XOAUTH2 initial response (base64), else None."""
+        from devstack.oauth2 import validate_token
+
+        try:
+            text = base64.b64decode(blob, validate=True).decode()
+        except (ValueError, UnicodeDecodeError):
+            return None
+        fields = dict(part.split("=", 1) for part in text.split("\x01") if "=" in part)
+        user, auth = fields.get("user", ""), fields.get("auth", "")
+        if not (user and auth.startswith("Bearer ") and self.oauth2_public_key):
+            return None
+        if not validate_token(auth.removeprefix("Bearer "), self.oauth2_public_key, user):
+            return None
+        with self._cond:
+            self.xoauth2_logins.append(user)
+        return user
 
     def _server_tls_context(self) -> ssl.SSLContext:
         if self.cert_file is None or self.key_file is None:

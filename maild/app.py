@@ -7,7 +7,7 @@ it needs passed in (no globals). It does no mail processing itself.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
 
@@ -16,10 +16,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from maild import smtp
 from maild.actions import AutomationHandler
+from maild.auth.base import TokenSource
 from maild.automation import Automation, load_automation
 from maild.classify import ClassifyContext
 from maild.clock import Clock, SystemClock
-from maild.config import Config, MailboxConfig, read_secret
+from maild.config import Config, MailboxConfig, OAuth2Config, read_secret
 from maild.errors import MailboxError, MaildError
 from maild.ingest import Ingestor, MessageHandler
 from maild.locks import mailbox_lock
@@ -41,6 +42,7 @@ class App:
     environ: Mapping[str, str]
     with_rules: bool = True
     _automation: Automation | None = None
+    _tokens: dict[str, TokenSource] = field(default_factory=dict)
 
     def require_schema(self) -> None:
         """Refuse to work on a database that is not at the latest migration."""
@@ -52,10 +54,24 @@ class App:
     def imap_settings(self, index: int) -> ImapSettings:
         mb = self.config.mailboxes[index]
         where = "mailbox" if len(self.config.mailboxes) == 1 else f"mailbox[{index}]"
-        password = read_secret(mb, self.config, where, self.environ) or ""
+        tokens = self.token_source(mb.oauth2, f"{where}.oauth2", mb.username)
+        password = "" if tokens else read_secret(mb, self.config, where, self.environ) or ""
         return ImapSettings(mb.imap_host, mb.imap_port, mb.security, mb.username, password,
                             str(self.config.resolve(mb.ca_file)) if mb.ca_file else None,
-                            float(mb.timeout_seconds))
+                            float(mb.timeout_seconds), token_source=tokens)
+
+    def token_source(self, oauth2: OAuth2Config | None, where: str,
+                     subject: str) -> TokenSource | None:
+        """One cached token source per oauth2 table and login, kept for the App's life (so
+        tokens are reused across connections); None for password login."""
+        if oauth2 is None:
+            return None
+        key = repr(oauth2) + (f" {subject}" if oauth2.flow == "service_account" else "")
+        if key not in self._tokens:
+            from maild.auth.sources import token_source
+
+            self._tokens[key] = token_source(oauth2, self.config, where, subject, self.environ)
+        return self._tokens[key]
 
     def own_addresses(self) -> tuple[str, ...]:
         return tuple(mb.address.lower() for mb in self.config.mailboxes)
@@ -100,10 +116,13 @@ class App:
         s = self.config.smtp
         if s is None:
             return None
-        password = read_secret(s, self.config, "smtp", self.environ)
+        reused = self.config.mailboxes[0].oauth2
+        tokens = self.token_source(s.oauth2, "mailbox.oauth2" if s.oauth2 is reused
+                                   else "smtp.oauth2", s.username or "")
+        password = None if tokens else read_secret(s, self.config, "smtp", self.environ)
         return SmtpSettings(s.host, s.port, s.security, s.username, password,
                             str(self.config.resolve(s.ca_file)) if s.ca_file else None,
-                            float(s.timeout_seconds))
+                            float(s.timeout_seconds), token_source=tokens)
 
     def outbox_sender(self) -> OutboxSender | None:
         settings = self.smtp_settings()

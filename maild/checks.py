@@ -6,6 +6,7 @@ never stops the next one. Checks only read and log in; they change nothing.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -39,6 +40,31 @@ def check_database(app: App) -> Iterator[CheckResult]:
     else:
         yield CheckResult("database", False, f"{url} at {current or 'no schema'}, latest is "
                                              f"{head}: run `maild db upgrade`")
+
+
+def check_oauth2(app: App) -> Iterator[CheckResult]:
+    """Token acquisition on its own line, before the logins that use the token."""
+    tables = [(f"mailbox[{i}]" if len(app.config.mailboxes) > 1 else "mailbox",
+               mb.username, mb.oauth2) for i, mb in enumerate(app.config.mailboxes)]
+    smtp = app.config.smtp
+    if smtp is not None and smtp.oauth2 is not None and all(
+            smtp.oauth2 != o for _, _, o in tables):
+        tables.append(("smtp", smtp.username or "", smtp.oauth2))
+    for where, login, oauth2 in tables:
+        if oauth2 is None:
+            continue
+        name = f"oauth2 {where} ({oauth2.flow})"
+        try:
+            tokens = app.token_source(oauth2, f"{where}.oauth2", login)
+            if tokens is None:
+                continue
+            tokens.token()
+        except MaildError as exc:
+            yield CheckResult(name, False, str(exc))
+            continue
+        due = max(0, int(tokens.renew_at() - time.monotonic()))
+        yield CheckResult(name, True, f"got a token for {login} "
+                          f"(scopes {' '.join(oauth2.scopes)}); renewed in {due} s")
 
 
 def check_imap(app: App) -> Iterator[CheckResult]:
@@ -96,7 +122,7 @@ def check_content(app: App) -> Iterator[CheckResult]:
 
 
 CHECKS: tuple[Callable[[App], Iterator[CheckResult]], ...] = (
-    check_content, check_database, check_imap, check_smtp)
+    check_content, check_database, check_oauth2, check_imap, check_smtp)
 
 
 def run_checks(app: App, extra: tuple[Callable[[App], Iterator[CheckResult]], ...] = ()

@@ -15,13 +15,23 @@ import tomllib
 import types
 import typing
 from collections.abc import Mapping
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from maild.auth.presets import PRESETS, default_scopes
 from maild.errors import ConfigError
 
 SECURITY_MODES = ("tls", "starttls", "none")
+AUTH_MODES = ("password", "oauth2")
+OAUTH2_FLOWS = ("client_credentials", "service_account", "refresh_token")
+# Keys that would put a secret into the file itself; each names where the secret goes instead.
+SECRET_KEYS = {"password": "password_env or password_file",
+               "secret": "password_env or password_file",
+               "pass": "password_env or password_file",
+               "client_secret": "client_secret_env or client_secret_file",
+               "access_token": "[mailbox.oauth2] (maild fetches tokens itself)",
+               "refresh_token": "token_file (written by maild, mode 0600)"}
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -37,10 +47,46 @@ class DatabaseConfig:
 
 
 @dataclass(frozen=True)
+class OAuth2Config:
+    flow: str = doc("client_credentials (Microsoft app-only) | service_account (Google "
+                    "Workspace, domain-wide delegation, subject = the mailbox) | "
+                    "refresh_token (not built yet)")
+    client_id: str | None = doc("the application (client) id", default=None)
+    tenant: str | None = doc("Microsoft tenant, e.g. contoso.onmicrosoft.com or its id",
+                             default=None)
+    client_secret_env: str | None = doc("name of the variable holding the client secret",
+                                        default=None)
+    client_secret_file: str | None = doc("path of a file holding the client secret",
+                                         default=None)
+    certificate_file: str | None = doc("Microsoft: PEM with the app's private key and "
+                                       "certificate instead of a secret (not built yet)",
+                                       default=None)
+    service_account_file: str | None = doc("Google: the service account's JSON key file",
+                                           default=None)
+    token_file: str | None = doc("refresh_token flow: where the refresh token is kept (0600)",
+                                 default=None)
+    authority: str | None = doc("Microsoft: the full authority URL, tenant included, e.g. "
+                                "https://login.microsoftonline.us/TENANT (tests, national "
+                                "clouds); default: the public cloud and `tenant`",
+                                default=None)
+    token_url: str | None = doc("Google / generic: the token endpoint", default=None)
+    scopes: tuple[str, ...] = doc("scopes to ask for; default per provider and flow "
+                                  "(Microsoft app-only: https://outlook.office365.com/.default)",
+                                  default=())
+    ca_file: str | None = doc("extra CA bundle to verify the token endpoint with", default=None)
+
+
+@dataclass(frozen=True)
 class MailboxConfig:
     address: str = doc("the shared support address, e.g. support@example.com")
-    imap_host: str = doc("IMAP server host name")
-    username: str = doc("IMAP login name")
+    imap_host: str = doc("IMAP server host name (filled in by `provider`)")
+    username: str = doc("IMAP login name (with `auth = \"oauth2\"`: default the address)")
+    provider: str | None = doc("microsoft | google: a preset for imap_host, imap_port, "
+                               "security and the OAuth2 scopes; keys given explicitly win",
+                               default=None)
+    auth: str = doc("password | oauth2 (then a [mailbox.oauth2] table is required)",
+                    default="password")
+    oauth2: OAuth2Config | None = doc("the [mailbox.oauth2] table, see below", default=None)
     imap_port: int = doc("IMAP port (993 for tls, 143 for starttls)", default=993)
     security: str = doc("tls | starttls | none (none needs allow_insecure)", default="tls")
     allow_insecure: bool = doc("permit security = none (tests, loopback only)", default=False)
@@ -63,11 +109,16 @@ class MailboxConfig:
 
 @dataclass(frozen=True)
 class SmtpConfig:
-    host: str = doc("SMTP submission host")
+    host: str = doc("SMTP submission host (filled in by the first mailbox's `provider`)")
     port: int = doc("SMTP port (587 starttls, 465 tls)", default=587)
     security: str = doc("tls | starttls | none (none needs allow_insecure)", default="starttls")
     allow_insecure: bool = doc("permit security = none (tests, loopback only)", default=False)
-    username: str | None = doc("SMTP login; omit for no AUTH", default=None)
+    username: str | None = doc("SMTP login; omit for no AUTH (with `auth = \"oauth2\"`: "
+                               "default the first mailbox's address)", default=None)
+    auth: str = doc("password | oauth2 (XOAUTH2 with the first mailbox's [mailbox.oauth2] "
+                    "credentials unless [smtp.oauth2] is given)", default="password")
+    oauth2: OAuth2Config | None = doc("the [smtp.oauth2] table, same keys as "
+                                      "[mailbox.oauth2]", default=None)
     password_env: str | None = doc("name of the variable holding the password", default=None)
     password_file: str | None = doc("path of a file holding the password", default=None)
     ca_file: str | None = doc("extra CA bundle to verify the server with", default=None)
@@ -302,11 +353,107 @@ def _check_durations(cfg: Config) -> None:
 
 def _reject_secrets(data: Mapping[str, Any], where: str) -> None:
     for key, value in data.items():
-        if key in ("password", "secret", "pass"):
+        if key in SECRET_KEYS:
             raise ConfigError(f"{where}{key}: secrets never go in the config file; "
-                              "use password_env or password_file")
+                              f"use {SECRET_KEYS[key]}")
         if isinstance(value, dict):
             _reject_secrets(value, f"{where}{key}.")
+
+
+def _mailbox(table: Any, where: str) -> MailboxConfig:
+    """One [mailbox]: the provider preset fills what the table leaves out, then the schema."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: expected a table")
+    table = dict(table)
+    raw_oauth = table.pop("oauth2", None)
+    provider = table.get("provider")
+    if provider is not None:
+        if provider not in PRESETS:
+            raise ConfigError(f"{where}.provider: must be one of {', '.join(PRESETS)}, "
+                              f"got {provider!r}")
+        preset = PRESETS[provider]
+        for key, value in (("imap_host", preset.imap_host), ("imap_port", preset.imap_port),
+                           ("security", preset.security)):
+            table.setdefault(key, value)
+    _check_auth_mode(table, where)
+    if table.get("auth") == "oauth2" and "username" not in table and "address" in table:
+        table["username"] = table["address"]
+    mb = build_section(MailboxConfig, table, where)
+    oauth = _oauth2(raw_oauth, mb.auth, mb.provider, f"{where}.oauth2")
+    return replace(mb, oauth2=oauth)
+
+
+def _smtp(table: Any, first: MailboxConfig) -> SmtpConfig:
+    """[smtp]; with auth = oauth2 it reuses the first mailbox's credentials by default."""
+    if not isinstance(table, dict):
+        raise ConfigError("smtp: expected a table")
+    table = dict(table)
+    raw_oauth = table.pop("oauth2", None)
+    _check_auth_mode(table, "smtp")
+    if first.provider is not None:  # the first mailbox's provider presets its SMTP too
+        preset = PRESETS[first.provider]
+        for key, value in (("host", preset.smtp_host), ("port", preset.smtp_port),
+                           ("security", preset.smtp_security)):
+            table.setdefault(key, value)
+    if table.get("auth") == "oauth2":
+        table.setdefault("username", first.address)
+        if raw_oauth is None:
+            if first.oauth2 is None:
+                raise ConfigError("smtp.oauth2: missing, and the first mailbox has no "
+                                  "[mailbox.oauth2] to reuse")
+            return replace(build_section(SmtpConfig, table, "smtp"), oauth2=first.oauth2)
+    smtp = build_section(SmtpConfig, table, "smtp")
+    return replace(smtp, oauth2=_oauth2(raw_oauth, smtp.auth, first.provider, "smtp.oauth2"))
+
+
+def _check_auth_mode(table: dict[str, Any], where: str) -> None:
+    auth = table.get("auth", "password")
+    if auth not in AUTH_MODES:
+        raise ConfigError(f"{where}.auth: must be one of {', '.join(AUTH_MODES)}, "
+                          f"got {auth!r}")
+
+
+def _oauth2(table: Any, auth: str, provider: str | None, where: str) -> OAuth2Config | None:
+    parent = where.rsplit(".", 1)[0]
+    if table is None:
+        if auth == "oauth2":
+            raise ConfigError(f"{where}: missing (auth = \"oauth2\" needs a [{where}] table)")
+        return None
+    if auth != "oauth2":
+        raise ConfigError(f"{where}: given, but {parent}.auth is not \"oauth2\"")
+    o = build_section(OAuth2Config, table, where)
+    _check_oauth2(o, where)
+    return replace(o, scopes=o.scopes or default_scopes(provider, o.flow))
+
+
+def _check_oauth2(o: OAuth2Config, where: str) -> None:
+    if o.flow not in OAUTH2_FLOWS:
+        raise ConfigError(f"{where}.flow: must be one of {', '.join(OAUTH2_FLOWS)}, "
+                          f"got {o.flow!r}")
+    if o.flow == "refresh_token":
+        raise ConfigError(f"{where}.flow: refresh_token is not supported yet (`maild auth "
+                          "login` is not built); use client_credentials (Microsoft) or "
+                          "service_account (Google)")
+    for url_key in ("authority", "token_url"):
+        url = getattr(o, url_key)
+        if url is not None and not url.startswith("https://"):
+            raise ConfigError(f"{where}.{url_key}: must be an https:// URL")
+    if o.flow == "service_account":
+        if not o.service_account_file:
+            raise ConfigError(f"{where}.service_account_file: missing (required for "
+                              "service_account)")
+        return
+    if not o.client_id:
+        raise ConfigError(f"{where}.client_id: missing (required for {o.flow})")
+    if not (o.tenant or o.authority):
+        raise ConfigError(f"{where}.tenant: missing (give tenant, or authority)")
+    if o.certificate_file:
+        raise ConfigError(f"{where}.certificate_file: not supported yet; use "
+                          "client_secret_env or client_secret_file")
+    given = [k for k in ("client_secret_env", "client_secret_file") if getattr(o, k)]
+    if len(given) != 1:
+        raise ConfigError(f"{where}: give exactly one of client_secret_env, "
+                          "client_secret_file")
 
 
 def _sla_policies(table: Any) -> dict[str, SlaPolicyConfig]:
@@ -343,9 +490,9 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
     if raw_mb is None:
         raise ConfigError("mailbox: missing (at least one [mailbox] or [[mailbox]] table)")
     tables = raw_mb if isinstance(raw_mb, list) else [raw_mb]
-    mailboxes = tuple(build_section(MailboxConfig, t, "mailbox" if len(tables) == 1
-                                    else f"mailbox[{i}]") for i, t in enumerate(tables))
-    smtp = build_section(SmtpConfig, data["smtp"], "smtp") if "smtp" in data else None
+    mailboxes = tuple(_mailbox(t, "mailbox" if len(tables) == 1 else f"mailbox[{i}]")
+                      for i, t in enumerate(tables))
+    smtp = _smtp(data["smtp"], mailboxes[0]) if "smtp" in data else None
     sla_table = dict(data.get("sla", {}))
     policies = _sla_policies(sla_table.pop("policies", {}))
     sla = build_section(SlaConfig, sla_table, "sla")
@@ -405,3 +552,22 @@ def read_secret(obj: MailboxConfig | SmtpConfig, cfg: Config, where: str,
             raise ConfigError(f"{where}.password_file: cannot read {secret_path}: "
                               f"{exc.strerror}") from None
     return None
+
+
+def read_client_secret(o: OAuth2Config, cfg: Config, where: str,
+                       environ: Mapping[str, str] | None = None) -> str:
+    """The client secret named by client_secret_env / client_secret_file."""
+    env = os.environ if environ is None else environ
+    if o.client_secret_env:
+        if not env.get(o.client_secret_env):
+            raise ConfigError(f"{where}.client_secret_env: variable {o.client_secret_env} "
+                              "is not set")
+        return env[o.client_secret_env]
+    if o.client_secret_file:
+        secret_path = cfg.resolve(o.client_secret_file)
+        try:
+            return secret_path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"{where}.client_secret_file: cannot read {secret_path}: "
+                              f"{exc.strerror}") from None
+    raise ConfigError(f"{where}: no client_secret_env or client_secret_file")

@@ -18,6 +18,12 @@ class MailboxError(MaildError):
     """IMAP connection, login or protocol failure."""
 
 
+class AuthError(MaildError):
+    """An OAuth2 token could not be had: the identity provider refused the grant (the
+    message names its error code and what to check) or could not be reached. Never
+    carries the secret or a token."""
+
+
 class SendError(MaildError):
     """SMTP connection, login or delivery failure. `reason`, on a permanent failure,
     names why the message cannot reach its recipients (e.g. `smtputf8-unsupported`):

@@ -13,6 +13,7 @@ import contextlib
 import re
 import socket
 import ssl
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,7 +23,8 @@ from typing import Any
 import imapclient
 from imapclient.exceptions import IMAPClientError
 
-from maild.errors import MailboxError
+from maild.auth.base import TokenSource
+from maild.errors import AuthError, MailboxError
 
 IDLE_MAX_SECONDS = 25 * 60  # re-issue IDLE well before the RFC 2177 29-minute limit
 FETCH_ITEMS = [b"BODY.PEEK[]", b"INTERNALDATE"]
@@ -39,6 +41,7 @@ class ImapSettings:
     password: str
     ca_file: str | None = None
     timeout: float = 60.0
+    token_source: TokenSource | None = None  # set: log in with SASL XOAUTH2, not LOGIN
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,7 @@ class MailboxClient:
         self._factory = factory
         self._client: Any = None
         self.selected: str | None = None
+        self.renew_by: float | None = None  # OAuth2: log in afresh after this (monotonic)
 
     def _where(self) -> str:
         return f"IMAP {self.settings.host}:{self.settings.port}"
@@ -90,14 +94,26 @@ class MailboxClient:
             if s.security == "starttls":
                 client.starttls(ctx)
             client.normalise_times = False
-            client.login(s.username, s.password)
+            if s.token_source is not None:
+                _oauth2_login(client, s.username, s.token_source)
+                self.renew_by = s.token_source.renew_at()
+            else:
+                client.login(s.username, s.password)
         except imapclient.exceptions.LoginError as exc:
-            raise MailboxError(f"{self._where()}: login failed for {s.username}: "
+            how = " with an OAuth2 token (renewed once)" if s.token_source else ""
+            raise MailboxError(f"{self._where()}: login{how} failed for {s.username}: "
                                f"{_text(exc)}") from None
+        except AuthError as exc:
+            raise MailboxError(f"{self._where()}: {exc}") from None
         except NETWORK_ERRORS as exc:
             raise MailboxError(f"{self._where()}: cannot connect: {_text(exc)}") from None
         self._client = client
         return self
+
+    def seconds_until_renewal(self) -> float | None:
+        """OAuth2 sessions: seconds until the login's token is due for renewal (<= 0: log
+        in again now); None for password logins, which never need it."""
+        return None if self.renew_by is None else self.renew_by - time.monotonic()
 
     def __enter__(self) -> MailboxClient:
         return self if self._client is not None else self.connect()
@@ -263,6 +279,15 @@ def _is_disconnect(exc: BaseException) -> bool:
         return True
     text = _text(exc).lower()
     return "eof" in text or "socket error" in text or "connection closed" in text
+
+
+def _oauth2_login(client: Any, username: str, tokens: TokenSource) -> None:
+    """SASL XOAUTH2; a refused token is renewed and tried once more before giving up."""
+    try:
+        client.oauth2_login(username, tokens.token())
+    except imapclient.exceptions.LoginError:
+        tokens.invalidate()
+        client.oauth2_login(username, tokens.token())
 
 
 def _text(exc: BaseException) -> str:

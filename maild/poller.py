@@ -175,7 +175,13 @@ class Poller:
             while not stop.is_set():
                 on_cycle(self.cycle(client))
                 self._connected, self._failures = True, 0
-                self._wait(client, stop, poll_seconds, idle)
+                left = client.seconds_until_renewal()
+                if left is not None and left <= 0:
+                    log.debug("%s: OAuth2 token due for renewal: logging in afresh",
+                              self.address)
+                    return  # watch() reconnects at once, with a fresh token
+                self._wait(client, stop, poll_seconds if left is None else
+                           min(poll_seconds, left), idle)
 
     def _wait(self, client: MailboxClient, stop: threading.Event, seconds: float,
               idle: bool) -> None:

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 import aiosmtplib
 
 from maild.addresses import usable_address
-from maild.errors import SendError
+from maild.auth.base import TokenSource
+from maild.errors import AuthError, SendError
 from maild.mailbox import tls_context
 
 SMTPUTF8_UNSUPPORTED = "smtputf8-unsupported"
@@ -36,6 +37,7 @@ class SmtpSettings:
     password: str | None = None
     ca_file: str | None = None
     timeout: float = 30.0
+    token_source: TokenSource | None = None  # set: AUTH XOAUTH2 instead of a password
 
 
 def _client(s: SmtpSettings) -> aiosmtplib.SMTP:
@@ -68,12 +70,30 @@ async def _mail_options(smtp: aiosmtplib.SMTP, s: SmtpSettings, utf8: bool,
     return ["SMTPUTF8"]
 
 
+async def _login(smtp: aiosmtplib.SMTP, s: SmtpSettings) -> None:
+    """AUTH with the password, or XOAUTH2 with a token renewed once if it is refused."""
+    if not s.username:
+        return
+    tokens = s.token_source
+    if tokens is None:
+        await smtp.login(s.username, s.password or "")
+        return
+    try:
+        await smtp.auth_xoauth2(s.username, await asyncio.to_thread(tokens.token))
+    except aiosmtplib.SMTPAuthenticationError:
+        tokens.invalidate()
+        try:
+            await smtp.auth_xoauth2(s.username, await asyncio.to_thread(tokens.token))
+        except aiosmtplib.SMTPAuthenticationError as exc:  # temporary: a token can come back
+            raise SendError(f"{_where(s)}: login with an OAuth2 token (renewed once) failed "
+                            f"for {s.username}: {exc.code} {exc.message}") from None
+
+
 async def _send(s: SmtpSettings, raw: bytes, sender: str, recipients: Sequence[str]) -> str:
     smtp = _client(s)
     try:
         await smtp.connect()
-        if s.username:
-            await smtp.login(s.username, s.password or "")
+        await _login(smtp, s)
         options = await _mail_options(smtp, s, needs_smtputf8(raw, sender, recipients),
                                       recipients)
         errors, reply = await smtp.sendmail(sender, list(recipients), raw, mail_options=options)
@@ -96,6 +116,8 @@ def send(s: SmtpSettings, raw: bytes, sender: str, recipients: Sequence[str]) ->
                         "not sent", permanent=True)
     try:
         return asyncio.run(_send(s, raw, sender, recipients))
+    except AuthError as exc:
+        raise SendError(f"{_where(s)}: {exc}") from None
     except aiosmtplib.SMTPResponseException as exc:
         raise SendError(f"{_where(s)}: {exc.code} {exc.message}",
                         permanent=500 <= exc.code < 600) from None
@@ -111,13 +133,14 @@ def login_check(s: SmtpSettings) -> str:
         smtp = _client(s)
         await smtp.connect()
         try:
-            if s.username:
-                await smtp.login(s.username, s.password or "")
+            await _login(smtp, s)
             return f"{_where(s)}: connected ({s.security})" + (
                 f", logged in as {s.username}" if s.username else "")
         finally:
             await smtp.quit()
     try:
         return asyncio.run(probe())
+    except AuthError as exc:
+        raise SendError(f"{_where(s)}: {exc}") from None
     except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
         raise SendError(f"{_where(s)}: {type(exc).__name__}: {exc}") from None

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from maild.config import SECTIONS, SlaPolicyConfig  # noqa: E402
+from maild.config import SECTIONS, OAuth2Config, SlaPolicyConfig  # noqa: E402
 
 OUTPUT = ROOT / "docs" / "configuration.md"
 REGENERATE = ".venv/bin/python scripts/gen_config_docs.py"
@@ -53,10 +53,11 @@ setup is in [getting-started.md](getting-started.md).
   the wrong type stops maild with a one-line error naming the file and the key, for
   example `maild.toml: smtp.prot: unknown key`, and exit code 2. `maild check` reports the
   same error.
-- **Secrets never go in the file.** A key named `password`, `secret` or `pass` anywhere is
-  rejected. Give `password_env = "VAR"` (the name of an environment variable) or
-  `password_file = "path"` (a file whose content, stripped of surrounding whitespace, is the
-  password), never both.
+- **Secrets never go in the file.** A key named `password`, `secret`, `pass`,
+  `client_secret`, `access_token` or `refresh_token` anywhere is rejected. Give
+  `password_env = "VAR"` (the name of an environment variable) or `password_file = "path"`
+  (a file whose content, stripped of surrounding whitespace, is the password), never both;
+  the same for `client_secret_env` / `client_secret_file`.
 - **Relative paths are relative to the config file's directory**, not to the current
   directory: `paths.*`, `ca_file`, `password_file` and a relative SQLite database
   (`sqlite:///maild.db` next to `/etc/maild/maild.toml` is `/etc/maild/maild.db`).
@@ -80,6 +81,10 @@ FOOTER = """\
 Besides the types, loading the file checks:
 
 - `security` is one of `tls`, `starttls`, `none`; `none` needs `allow_insecure = true`;
+- `provider` is `microsoft` or `google`; `auth` is `password` or `oauth2`, and `oauth2`
+  needs its `[mailbox.oauth2]` table (and `[smtp] auth = "oauth2"` a table to use);
+- in an oauth2 table: `flow` is known, `client_id` and `tenant` (or `authority`, an
+  `https://` URL) are given, and exactly one of `client_secret_env`, `client_secret_file`;
 - `password_env` and `password_file` are not both given; a `password_env` variable that is
   not set, or an unreadable `password_file`, is an error when maild logs in (`maild check`
   reports it);
@@ -114,6 +119,25 @@ unless `mark_seen = true`.
 With several mailboxes, note what is still shared: there is one `[smtp]` for all of them,
 copies of the mail maild sends are appended to the **first** mailbox's Sent folder, and
 `maild rules test` and the daily digest use the first mailbox.
+""",
+    "mailbox.oauth2": """\
+OAuth2 instead of a password, for Microsoft 365 and Google Workspace mailboxes. Required
+when `auth = "oauth2"`. maild fetches an access token itself, keeps it in memory only,
+renews it before it expires, and logs in with SASL XOAUTH2 (IMAP and SMTP). When the server
+refuses a token, maild fetches a new one and tries once more before reporting the failure.
+`[smtp] auth = "oauth2"` uses the first mailbox's `[mailbox.oauth2]` unless `[smtp.oauth2]`
+(same keys) is given. The client secret follows the password rule: `client_secret_env` or
+`client_secret_file`, never in the file (a `client_secret` key is rejected). A refused
+grant stops with one line naming the provider's error code and what to check, e.g.
+`AADSTS7000215: invalid client secret — check client_secret_env (MAILD_OAUTH_SECRET): …`.
+
+**Built so far:** `flow = "client_credentials"` (Microsoft 365 app-only, with a client
+secret; `tenant`, `client_id`, `client_secret_env`/`client_secret_file`) and
+`flow = "service_account"` (Google Workspace with domain-wide delegation; the subject is the
+mailbox's `username`; `service_account_file`, optional `token_url`). Not yet:
+`refresh_token` with `maild auth login/status`, and `certificate_file`; these are rejected
+with a clear error. Setup steps are in
+[getting-started.md](getting-started.md).
 """,
     "smtp": """\
 How maild sends mail (auto-replies, `maild reply --send`, the digest). Optional, but without
@@ -166,17 +190,18 @@ never silently dropped. Every retry reuses the same Message-ID.
 SECTION_TITLES = {
     "mailbox": "[mailbox] or [[mailbox]] (repeatable)",
     "sla.policies": "[sla.policies.NAME] (repeatable)",
+    "mailbox.oauth2": "[mailbox.oauth2] and [smtp.oauth2]",
 }
 
 # Order in the page; [sla.policies.NAME] follows [sla]. A section missing here is still
 # documented (after these, without intro text).
-ORDER = ("database", "mailbox", "smtp", "sla", "sla.policies", "autoreply", "outbox",
-         "digest", "paths", "threading", "limits")
+ORDER = ("database", "mailbox", "mailbox.oauth2", "smtp", "sla", "sla.policies", "autoreply",
+         "outbox", "digest", "paths", "threading", "limits")
 
 
 def schema() -> dict[str, type]:
     """Section name -> dataclass, including [sla.policies.NAME]; ORDER first, new ones after."""
-    out = {**SECTIONS, "sla.policies": SlaPolicyConfig}
+    out = {**SECTIONS, "sla.policies": SlaPolicyConfig, "mailbox.oauth2": OAuth2Config}
     names = [n for n in ORDER if n in out] + sorted(set(out) - set(ORDER))
     return {name: out[name] for name in names}
 
@@ -190,6 +215,8 @@ def type_name(hint: Any) -> str:
         return f"{name}, optional" if len(inner) < len(args) else name
     if origin is tuple:
         return f"list of {type_name(args[0])}s"
+    if isinstance(hint, type) and hasattr(hint, "__dataclass_fields__"):
+        return "table"
     return {str: "string", int: "integer", float: "float", bool: "boolean"}.get(
         hint, getattr(hint, "__name__", str(hint)))
 

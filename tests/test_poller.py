@@ -32,6 +32,9 @@ class FakeClient:
     def has_idle(self) -> bool:
         return False
 
+    def seconds_until_renewal(self) -> float | None:
+        return None
+
 
 def test_watch_survives_database_and_imap_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(poller_mod, "BACKOFF_START", 0.01)
@@ -133,3 +136,36 @@ def test_idle_bye_is_a_lost_connection_not_an_empty_wait() -> None:
     client.close()  # a dead connection closes quietly
     assert str(err.value) == ("IMAP imap.example.com:143: connection lost during IDLE: "
                               "the server said BYE Server shutting down.")
+
+
+class ExpiringClient(FakeClient):
+    """An OAuth2 session whose token is already due for renewal after each cycle."""
+
+    connects = 0
+
+    def connect(self) -> ExpiringClient:
+        ExpiringClient.connects += 1
+        return self
+
+    def seconds_until_renewal(self) -> float | None:
+        return 0.0
+
+
+def test_oauth2_session_logs_in_afresh_when_its_token_is_due(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    stop = threading.Event()
+    cycles = {"n": 0}
+
+    def cycle(self: Poller, client: Any, progress: Any = None) -> CycleReport:
+        cycles["n"] += 1
+        if cycles["n"] == 3:
+            stop.set()
+        return CycleReport()
+
+    monkeypatch.setattr(Poller, "cycle", cycle)
+    p = Poller(lambda: ExpiringClient([]), ingestor=None)  # type: ignore[arg-type]
+    t = threading.Thread(target=p.watch, args=(stop, lambda rep: None, 60.0, False))
+    t.start()
+    t.join(timeout=5)
+    # No 60 s wait between cycles: each session ended at once for a fresh login.
+    assert not t.is_alive() and ExpiringClient.connects == 3
