@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import email
 import email.policy
-from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
@@ -21,13 +20,12 @@ from maild.clock import FixedClock
 from maild.compose import compose
 from maild.config import load_config
 from maild.ingest import IngestItem
-from maild.outbox import OutboxSender
 from maild.recover import recover_ticket
 from maild.store.db import upgrade
 from maild.store.models import Customer, Event, MessageRow, OutboxRow, Ticket
 from maild.views import list_tickets, show_ticket
 from tests.builders import raw_mail, utc
-from tests.test_replying import write_config
+from tests.test_replying import deliver, write_config
 
 SUPPORT = "support@example.com"
 NOW = utc(2026, 11, 2, 10)
@@ -62,17 +60,6 @@ def ingest(app: App, *raws: bytes, role: str = "inbox") -> None:
 def later(app: App, minutes: int) -> None:
     assert isinstance(app.clock, FixedClock)
     app.clock.set(app.clock.now() + timedelta(minutes=minutes))
-
-
-def deliver(app: App) -> list[bytes]:
-    sent: list[bytes] = []
-
-    def smtp(raw: bytes, sender: str, rcpts: Sequence[str]) -> str:
-        sent.append(raw)
-        return "250 ok"
-
-    OutboxSender(app.sessions, app.clock, smtp, own_addresses=[SUPPORT]).deliver_due()
-    return sent
 
 
 def etas(app: App) -> list[str]:
