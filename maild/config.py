@@ -536,38 +536,41 @@ def load_config(path: str | os.PathLike[str] | None,
         raise ConfigError(f"{chosen}: {exc}") from None
 
 
+def _named_secret(cfg: Config, where: str, kind: str, env_name: str | None,
+                  file_name: str | None, env: Mapping[str, str]) -> str | None:
+    """The secret in variable `env_name` or file `file_name` (the keys `{kind}_env` and
+    `{kind}_file` of `where`), or None if neither is set. Errors name the key, never
+    the value."""
+    if env_name:
+        if env_name not in env:
+            raise ConfigError(f"{where}.{kind}_env: variable {env_name} is not set")
+        return env[env_name]
+    if file_name:
+        secret_path = cfg.resolve(file_name)
+        try:
+            return secret_path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"{where}.{kind}_file: cannot read {secret_path}: "
+                              f"{exc.strerror}") from None
+    return None
+
+
 def read_secret(obj: MailboxConfig | SmtpConfig, cfg: Config, where: str,
                 environ: Mapping[str, str] | None = None) -> str | None:
     """The password named by password_env / password_file, or None if neither."""
     env = os.environ if environ is None else environ
-    if obj.password_env:
-        if obj.password_env not in env:
-            raise ConfigError(f"{where}.password_env: variable {obj.password_env} is not set")
-        return env[obj.password_env]
-    if obj.password_file:
-        secret_path = cfg.resolve(obj.password_file)
-        try:
-            return secret_path.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(f"{where}.password_file: cannot read {secret_path}: "
-                              f"{exc.strerror}") from None
-    return None
+    return _named_secret(cfg, where, "password", obj.password_env, obj.password_file, env)
 
 
 def read_client_secret(o: OAuth2Config, cfg: Config, where: str,
                        environ: Mapping[str, str] | None = None) -> str:
     """The client secret named by client_secret_env / client_secret_file."""
     env = os.environ if environ is None else environ
-    if o.client_secret_env:
-        if not env.get(o.client_secret_env):
-            raise ConfigError(f"{where}.client_secret_env: variable {o.client_secret_env} "
-                              "is not set")
-        return env[o.client_secret_env]
-    if o.client_secret_file:
-        secret_path = cfg.resolve(o.client_secret_file)
-        try:
-            return secret_path.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(f"{where}.client_secret_file: cannot read {secret_path}: "
-                              f"{exc.strerror}") from None
-    raise ConfigError(f"{where}: no client_secret_env or client_secret_file")
+    secret = _named_secret(cfg, where, "client_secret", o.client_secret_env,
+                           o.client_secret_file, env)
+    if o.client_secret_env and not secret:
+        raise ConfigError(f"{where}.client_secret_env: variable {o.client_secret_env} "
+                          "is not set")
+    if secret is None:
+        raise ConfigError(f"{where}: no client_secret_env or client_secret_file")
+    return secret

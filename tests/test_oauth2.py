@@ -108,6 +108,34 @@ def test_client_secret_from_env_or_file(tmp_path: Path) -> None:
     assert read_client_secret(o, c, "mailbox.oauth2", {"MAILD_OAUTH_SECRET": "s"}) == "s"
     with pytest.raises(ConfigError, match="client_secret_env: variable MAILD_OAUTH_SECRET"):
         read_client_secret(o, c, "mailbox.oauth2", {})
+    with pytest.raises(ConfigError, match="client_secret_env: variable MAILD_OAUTH_SECRET"):
+        read_client_secret(o, c, "mailbox.oauth2", {"MAILD_OAUTH_SECRET": ""})  # empty
+
+
+def test_password_and_client_secret_errors_name_the_key_never_the_value(tmp_path: Path
+                                                                       ) -> None:
+    from dataclasses import replace
+
+    from maild.config import read_secret
+
+    c = cfg(oauth_box())
+    mb, o = c.mailboxes[0], c.mailboxes[0].oauth2
+    assert o is not None
+    secret = tmp_path / "secret"
+    secret.write_text("hunter2\n")
+    by_file = replace(o, client_secret_env=None, client_secret_file=str(secret))
+    assert read_client_secret(by_file, c, "mailbox.oauth2", {}) == "hunter2"
+    assert read_secret(replace(mb, password_file=str(secret)), c, "mailbox", {}) == "hunter2"
+    assert read_secret(replace(mb, password_env="PW"), c, "mailbox", {"PW": "x"}) == "x"
+    assert read_secret(mb, c, "mailbox", {}) is None
+    with pytest.raises(ConfigError, match=r"^mailbox.password_env: variable PW is not set$"):
+        read_secret(replace(mb, password_env="PW"), c, "mailbox", {})
+    gone = str(tmp_path / "missing")
+    with pytest.raises(ConfigError, match=r"^mailbox.oauth2.client_secret_file: cannot read"):
+        read_client_secret(replace(o, client_secret_env=None, client_secret_file=gone), c,
+                           "mailbox.oauth2", {})
+    with pytest.raises(ConfigError, match=r"^mailbox.password_file: cannot read"):
+        read_secret(replace(mb, password_file=gone), c, "mailbox", {})
 
 
 class FakeGrant:
