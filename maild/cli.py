@@ -234,7 +234,7 @@ def cmd_digest(args: argparse.Namespace) -> int:
         digest = build_digest(session, app.automation().calendar, day, app.config.sla.timezone,
                               app.clock.now(), company=app.config.autoreply.company,
                               agents=app.config.agents,
-                              templates=app.config.resolve(app.config.paths.templates) / "digest")
+                              templates=app.config.templates_dir() / "digest")
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
