@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import textwrap
 from dataclasses import MISSING, Field, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -78,7 +79,7 @@ def toml_value(value: Any) -> str:
 
 
 def _key_lines(f: Field[Any], section: str) -> list[str]:
-    lines = [f"# {f.metadata['doc']}"]
+    lines = textwrap.wrap(f.metadata["doc"], 86, initial_indent="# ", subsequent_indent="# ")
     chosen = SET_VALUES.get(section, {})
     if f.name in chosen:
         return [*lines, f"{f.name} = {toml_value(chosen[f.name])}"]
