@@ -1,6 +1,7 @@
 """maild as an admin installs it: `maild init`'s config passes `maild check` against real
 servers, and a wheel built from this tree, installed into a fresh venv outside it, runs
-customer mail in Dovecot -> ticket -> ETA reply at the SMTP sink on its own."""
+customer mail in Dovecot -> ticket -> ETA reply at the SMTP sink on its own (`run --once`,
+then the daemon). The venv gets its dependencies from the package index (network)."""
 
 from __future__ import annotations
 
@@ -131,3 +132,20 @@ def test_wheel_installed_in_a_fresh_venv_runs_end_to_end(
     shown = json.loads(run([maild, "--config", str(config), "tickets", "show", "1", "--json"],
                            site, env).stdout)
     assert [m["auto"] for m in shown["messages"]][:2] == [False, True]
+
+    # the daemon itself: new mail while it runs gets its ETA reply; SIGTERM stops it cleanly
+    log = site / "run.log"
+    with log.open("w") as out:
+        daemon = subprocess.Popen([maild, "--config", str(config), "run"], cwd=site, env=env,
+                                  stdout=out, stderr=subprocess.STDOUT)
+    try:
+        dovecot.deliver(imap_account.address, customer_mail(
+            "bora@example.org", imap_account.address).replace(b"wheel-1", b"wheel-2"))
+        second = auth_sink.wait_for(2, timeout=90)[1]
+        assert email.message_from_bytes(second.raw)["In-Reply-To"] == "<wheel-2@example.org>"
+        daemon.terminate()
+        assert daemon.wait(timeout=30) == 0, log.read_text()[-3000:]
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait()
