@@ -1,7 +1,8 @@
 """The maild config used against a devstack: one template for tests, demo, bench.
 
 Writes a TOML config pointing at a local Dovecot (STARTTLS, its self-signed
-CA) and optionally the SMTP sink, with the repository's rules and templates.
+CA) and optionally the SMTP sink; rules, macros and templates are maild's packaged
+defaults (no [paths]), so an installed wheel runs it as a checkout does.
 It writes one file and does nothing else.
 """
 
@@ -51,9 +52,5 @@ first_response = "1h"
 sender_name = "Example Support"
 company = "Example Ltd"
 {autoreply_extra}
-[paths]
-rules = "{REPO / 'rules'}"
-macros = "{REPO / 'templates' / 'macros'}"
-templates = "{REPO / 'templates'}"
 {extra}
 """

@@ -53,9 +53,9 @@ def load_automation(config: Config) -> Automation:
     policies = {name: SlaPolicy(name, parse_duration(p.first_response),
                                 parse_duration(p.next_response) if p.next_response else None)
                 for name, p in config.sla_policies.items()}
-    macros = load_macros(config.resolve(config.paths.macros))
-    replies = load_macros(config.resolve(config.paths.templates) / "autoreply")
-    rules = load_rules(config.resolve(config.paths.rules), sla_policies=set(policies),
+    macros = load_macros(config.macros_dir())
+    replies = load_macros(config.templates_dir() / "autoreply")
+    rules = load_rules(config.rules_dir(), sla_policies=set(policies),
                        templates=replies.names(), macros=macros.names())
     calendar = BusinessCalendar(config.sla.timezone, config.sla.business_hours,
                                 config.sla.holidays)

@@ -100,8 +100,8 @@ def check_smtp(app: App) -> Iterator[CheckResult]:
 def check_content(app: App) -> Iterator[CheckResult]:
     """Rules, macros and auto-reply templates, every error on its own line."""
     cfg = app.config
-    macros_dir = cfg.resolve(cfg.paths.macros)
-    replies_dir = cfg.resolve(cfg.paths.templates) / "autoreply"
+    macros_dir = cfg.macros_dir()
+    replies_dir = cfg.templates_dir() / "autoreply"
     for label, directory in (("macros", macros_dir), ("auto-reply templates", replies_dir)):
         errors = validate_macros(directory)
         for err in errors:
@@ -113,12 +113,12 @@ def check_content(app: App) -> Iterator[CheckResult]:
         macros = load_macros(macros_dir).names()
     except MaildError:
         replies, macros = set(), None
-    rule_errors = validate_all(cfg.resolve(cfg.paths.rules), sla_policies=set(cfg.sla_policies),
+    rule_errors = validate_all(cfg.rules_dir(), sla_policies=set(cfg.sla_policies),
                                templates=replies, macros=macros)
     for rerr in rule_errors:
         yield CheckResult("rules", False, str(rerr))
     if not rule_errors:
-        yield CheckResult("rules", True, f"{cfg.resolve(cfg.paths.rules)} is valid")
+        yield CheckResult("rules", True, f"{cfg.rules_dir()} is valid")
 
 
 CHECKS: tuple[Callable[[App], Iterator[CheckResult]], ...] = (

@@ -13,34 +13,18 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
-from maild.app import App, build_app
-from maild.clock import Clock, FixedClock, SystemClock, parse_instant
-from maild.config import load_config
+from maild.cli_common import app_from, clock_from, out_json
 from maild.errors import ConfigError, MaildError, NotFoundError
 from maild.logs import setup_logging
 
 Handler = Callable[[argparse.Namespace], int]
 
 
-def _out(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
-
-
-def _clock(args: argparse.Namespace) -> Clock:
-    now = getattr(args, "now", None)
-    if not now:
-        return SystemClock()
-    try:
-        return FixedClock(parse_instant(now))
-    except ValueError:
-        raise ConfigError(f"--now: not an ISO 8601 time: {now!r}") from None
-
-
-def _app(args: argparse.Namespace) -> App:
-    return build_app(load_config(args.config), _clock(args))
+_out = out_json  # the short names cli_agent imports
+_clock = clock_from
+_app = app_from
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
@@ -91,18 +75,27 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_tickets_list(args: argparse.Namespace) -> int:
-    from maild.views import list_tickets
+    from maild.commands import resolve_agent
+    from maild.views import TicketFilter, list_tickets
 
     app = _app(args)
     app.require_schema()
+    assignee = args.assignee
+    if assignee is not None:  # an agent's name or address, as `tickets set --assign` takes
+        assignee = resolve_agent(assignee, app.config.agents, "") or assignee.strip().lower()
+    if args.limit is not None and args.limit < 1:
+        raise ConfigError(f"--limit: must be at least 1, got {args.limit}")
+    wanted = TicketFilter(status=args.status, limit=args.limit, assignee=assignee,
+                          customer=args.customer, breached=args.breached,
+                          at_risk=args.at_risk, now=app.clock.now())
     with app.sessions() as session:
-        rows = list_tickets(session, args.status, args.limit)
+        rows = list_tickets(session, f=wanted)
     if args.json:
         _out(rows)
         return 0
     for t in rows:
         print(f"#{t['id']:<5} {t['status']:<8} {t['priority']:<7} {t['customer']:<32} "
-              f"{t['message_count']:>3} msg  {t['subject'][:60]}")
+              f"{t['message_count']:>3} msg  {(t['assignee'] or '-'):<24} {t['subject'][:60]}")
     print(f"{len(rows)} ticket(s)")
     return 0
 
@@ -119,7 +112,10 @@ def cmd_tickets_show(args: argparse.Namespace) -> int:
         return 0
     print(f"#{data['id']} [{data['status']}/{data['priority']}] {data['subject']}")
     print(f"customer {data['customer']}  created {data['created_at']}  "
-          f"first response {data['first_response_at'] or '-'}")
+          f"first response {data['first_response_at'] or '-'}  "
+          f"assignee {data['assignee'] or '-'}")
+    if data["tags"]:
+        print(f"tags {', '.join(data['tags'])}")
     if data["filtered"]:
         print(f"filtered: {data['filtered']['kind']} ({data['filtered']['reason']}); "
               f"`maild tickets recover {data['id']}` if a person wrote it")
@@ -234,7 +230,7 @@ def cmd_digest(args: argparse.Namespace) -> int:
         digest = build_digest(session, app.automation().calendar, day, app.config.sla.timezone,
                               app.clock.now(), company=app.config.autoreply.company,
                               agents=app.config.agents,
-                              templates=app.config.resolve(app.config.paths.templates) / "digest")
+                              templates=app.config.templates_dir() / "digest")
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
@@ -292,9 +288,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     tickets = sub.add_parser("tickets", help="list and show tickets").add_subparsers(
         dest="tickets_cmd", required=True)
-    tl = tickets.add_parser("list", help="list tickets")
+    tl = tickets.add_parser("list", help="list tickets, newest first")
     tl.add_argument("--status", choices=["new", "open", "pending", "solved", "filtered"])
-    tl.add_argument("--limit", type=int)
+    tl.add_argument("--limit", type=int, help="at most this many (the newest)")
+    tl.add_argument("--assignee", help="only tickets assigned to this agent (address or "
+                                       "[agents] name)")
+    tl.add_argument("--customer", help="only this customer's tickets (address)")
+    tl.add_argument("--breached", action="store_true",
+                    help="only tickets that missed a first- or next-response target")
+    tl.add_argument("--at-risk", action="store_true",
+                    help="only tickets whose first response is due and past its warning time")
+    tl.add_argument("--now", help="ISO 8601 time --at-risk is judged at")
     tl.add_argument("--json", action="store_true")
     tl.set_defaults(func=cmd_tickets_list)
     ts = tickets.add_parser("show", help="one ticket with messages and events")
@@ -307,7 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--json", action="store_true")
     tr.set_defaults(func=cmd_tickets_recover)
     from maild.cli_agent import register
+    from maild.cli_ops import register_ops
     register(sub)
+    register_ops(sub, tickets)
     return p
 
 

@@ -86,7 +86,7 @@ def cmd_macros_render(args: argparse.Namespace) -> int:
 
 def cmd_macros_list(args: argparse.Namespace) -> int:
     config = _app(args).config
-    library = load_macros(config.resolve(config.paths.macros))
+    library = load_macros(config.macros_dir())
     rows = [m for m in library.as_list_json()
             if args.language is None or m["language"] == args.language]
     if args.json:

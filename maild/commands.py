@@ -82,6 +82,11 @@ class CommandPlan:
     errors: tuple[str, ...] = ()
 
 
+def valid_tag(tag: str) -> bool:
+    """A tag as command mail and `maild tickets set` accept it: no space, comma or #."""
+    return bool(_TAG_RE.fullmatch(tag))
+
+
 def normalize_agents(agents: Mapping[str, str]) -> dict[str, str]:
     """Agent address (lower case) -> display name."""
     return {addr.strip().lower(): name for addr, name in agents.items()}

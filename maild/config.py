@@ -19,6 +19,7 @@ from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from maild import resources
 from maild.auth.presets import PRESETS, default_scopes
 from maild.errors import ConfigError
 
@@ -191,9 +192,12 @@ class DigestConfig:
 
 @dataclass(frozen=True)
 class PathsConfig:
-    rules: str = doc("directory of rule files", default="rules")
-    macros: str = doc("directory of macro templates", default="templates/macros")
-    templates: str = doc("directory of auto-reply and digest templates", default="templates")
+    rules: str | None = doc("directory of rule files (default: the rules packaged with "
+                            "maild; `maild init` copies them for editing)", default=None)
+    macros: str | None = doc("directory of macro templates (default: the packaged macros)",
+                             default=None)
+    templates: str | None = doc("directory holding autoreply/ and digest/ templates "
+                                "(default: the packaged templates)", default=None)
 
 
 @dataclass(frozen=True)
@@ -229,6 +233,20 @@ class Config:
         """A path from the config, relative to the config file's directory."""
         p = Path(relative).expanduser()
         return p if p.is_absolute() else self.path.parent / p
+
+    def rules_dir(self) -> Path:
+        """[paths] rules, else the rules packaged with maild."""
+        return self.resolve(self.paths.rules) if self.paths.rules else resources.default_rules()
+
+    def macros_dir(self) -> Path:
+        """[paths] macros, else the packaged macros."""
+        return self.resolve(self.paths.macros) if self.paths.macros \
+            else resources.default_macros()
+
+    def templates_dir(self) -> Path:
+        """[paths] templates (with autoreply/ and digest/), else the packaged ones."""
+        return self.resolve(self.paths.templates) if self.paths.templates \
+            else resources.default_templates()
 
 
 SECTIONS: dict[str, type] = {

@@ -21,7 +21,7 @@ This module does no IMAP or SMTP I/O itself.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -192,7 +192,7 @@ class Ingestor:
         except Exception as exc:
             log.exception("quarantined uid=%s folder=%s: %s", item.uid, folder, exc)
             writer.ids.rolled_back()
-            self._quarantine(session, writer.mailbox_id, folder, uidvalidity, item, exc)
+            self._quarantine(session, writer.mailbox_id, role, folder, uidvalidity, item, exc)
             result.quarantined += 1
             return
         self._count(result, stored, parsed)
@@ -237,12 +237,28 @@ class Ingestor:
         result.new_tickets += stored.new_ticket
         result.ticket_ids.append(stored.ticket.id)
 
-    def _quarantine(self, session: Session, mailbox_id: int, folder: str,
+    def _quarantine(self, session: Session, mailbox_id: int, role: str, folder: str,
                     uidvalidity: int | None, item: IngestItem, exc: Exception) -> None:
         with session.begin_nested():
-            session.add(Quarantine(mailbox_id=mailbox_id, folder=folder, uidvalidity=uidvalidity,
-                                   uid=item.uid, error=f"{type(exc).__name__}: {exc}"[:2000],
-                                   raw=item.raw, at=self.clock.now()))
+            session.add(Quarantine(mailbox_id=mailbox_id, role=role, folder=folder,
+                                   uidvalidity=uidvalidity, uid=item.uid,
+                                   error=f"{type(exc).__name__}: {exc}"[:2000], raw=item.raw,
+                                   internaldate=item.internaldate, at=self.clock.now()))
+
+    def store_one(self, role: str, folder: str, uidvalidity: int | None, item: IngestItem,
+                  then: Callable[[Session, StoredMessage | None], None]) -> StoredMessage | None:
+        """Store one message outside any IMAP batch (a quarantined message retried): the
+        same parsing, threading and handlers as a batch, then `then(session, stored)`,
+        all in one transaction. A failure raises and rolls back everything: nothing is
+        quarantined again and no checkpoint moves. None for a duplicate."""
+        parsed = self._parse(item)
+        with self.sessions.begin() as session:
+            mailbox = repo.get_or_create_mailbox(session, self.address, self.clock.now())
+            writer = TicketWriter(session, mailbox.id, self.own, self.window, self.calendar,
+                                  self.reopen_window, self.routing)
+            stored = self._add(session, writer, role, folder, uidvalidity, item, parsed)
+            then(session, stored)
+        return stored
 
     def _advance(self, session: Session, mailbox_id: int, role: str, folder: str,
                  uidvalidity: int, last_uid: int, modseq: int | None) -> None:

@@ -26,7 +26,7 @@ from maild import sla
 from maild.automation import Automation
 from maild.calendar import BusinessCalendar
 from maild.compose import Outgoing, compose
-from maild.errors import NotFoundError
+from maild.errors import MaildError, NotFoundError
 from maild.eta_wording import describe_eta
 from maild.macros import Macro, RenderContext, render_macro, strip_reply
 from maild.outbox import enqueue
@@ -98,6 +98,8 @@ class TicketChange:
     status: str | None = None
     tags: tuple[str, ...] = ()
     assignee: str | None = None
+    untags: tuple[str, ...] = ()
+    unassign: bool = False
 
 
 def get_ticket(session: Session, ticket_id: int) -> Ticket:
@@ -210,13 +212,27 @@ def apply_change(session: Session, ticket: Ticket, change: TicketChange, *, now:
         done.append(f"status {change.status}")
     added = add_tags(session, ticket, change.tags, now=now, actor=actor)
     done += [f"tag {t}" for t in added]
-    if change.assignee is not None and change.assignee != ticket.assignee:
+    removed = remove_tags(session, ticket, change.untags, now=now, actor=actor)
+    done += [f"untag {t}" for t in removed]
+    assignee = None if change.unassign else change.assignee
+    if (change.unassign or assignee is not None) and assignee != ticket.assignee:
         repo.add_event(session, ticket.id, now, "assigned", actor=actor,
-                       **{"from": ticket.assignee, "to": change.assignee})
-        ticket.assignee = change.assignee
-        done.append(f"assigned {change.assignee}")
+                       **{"from": ticket.assignee, "to": assignee})
+        ticket.assignee = assignee
+        done.append(f"assigned {assignee}" if assignee else "unassigned")
     ticket.updated_at = max(ticket.updated_at, now)
     return done
+
+
+def change_ticket(session: Session, ticket_id: int, change: TicketChange, *, now: datetime,
+                  actor: str, calendar: BusinessCalendar | None = None) -> list[str]:
+    """A change by hand (`maild tickets set`); a filtered ticket's status is not changed
+    here (`maild tickets recover` makes it a customer's ticket first)."""
+    ticket = get_ticket(session, ticket_id)
+    if change.status is not None and ticket.status == "filtered":
+        raise MaildError(f"ticket #{ticket_id} is filtered ({ticket.filtered_kind}): run "
+                         f"`maild tickets recover {ticket_id}` before changing its status")
+    return apply_change(session, ticket, change, now=now, actor=actor, calendar=calendar)
 
 
 def set_status(session: Session, ticket: Ticket, status: str, *, now: datetime, actor: str,
@@ -243,3 +259,14 @@ def add_tags(session: Session, ticket: Ticket, tags: Sequence[str], *, now: date
         ticket.tags = [*current, *added]
         repo.add_event(session, ticket.id, now, "tags", actor=actor, added=added)
     return added
+
+
+def remove_tags(session: Session, ticket: Ticket, tags: Sequence[str], *, now: datetime,
+                actor: str) -> list[str]:
+    """Remove those of `tags` the ticket has; returns those removed."""
+    current = list(ticket.tags or [])
+    removed = [t for t in dict.fromkeys(tags) if t in current]
+    if removed:
+        ticket.tags = [t for t in current if t not in removed]
+        repo.add_event(session, ticket.id, now, "tags", actor=actor, removed=removed)
+    return removed

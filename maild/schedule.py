@@ -103,7 +103,7 @@ def job_digest(app: App, day: date | None = None, force: bool = False) -> dict[s
         digest = build_digest(session, app.automation().calendar, slot.day,
                               app.config.sla.timezone, now, company=app.config.autoreply.company,
                               agents=app.config.agents,
-                              templates=app.config.resolve(app.config.paths.templates) / "digest")
+                              templates=app.config.templates_dir() / "digest")
         # A forced resend (digest --send) needs a fresh Message-ID of its own.
         mid = make_message_id(mb.address.rpartition("@")[2], None) if exists else message_id
         raw = render_digest_email(digest, mb.address, list(app.config.digest.to), now, mid)

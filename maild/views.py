@@ -6,14 +6,15 @@ Read-only: builds plain dicts from the store; the field names are a contract
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, and_, func, select, text
 from sqlalchemy.orm import Session
 
 from maild.errors import NotFoundError
-from maild.store.models import Customer, Event, MessageRow, Ticket
+from maild.store.models import BREACHED_SQL, Customer, Event, MessageRow, Ticket
 
 
 def iso(value: datetime | None) -> str | None:
@@ -43,17 +44,53 @@ def ticket_summary(ticket: Ticket, customer: str, message_count: int) -> dict[st
         "sla_due_at": iso(ticket.sla_due_at),
         "sla_breached": bool(ticket.sla_breached),
         "agent_replies": ticket.agent_replies,
+        "assignee": ticket.assignee,
     }
 
 
-def list_tickets(session: Session, status: str | None = None,
-                 limit: int | None = None) -> list[dict[str, Any]]:
-    query = select(Ticket, Customer.address).join(Customer).order_by(Ticket.id)
+@dataclass(frozen=True)
+class TicketFilter:
+    """What `tickets list` asks for; every condition is served by an index."""
+
+    status: str | None = None
+    limit: int | None = None
+    assignee: str | None = None
+    customer: str | None = None
+    breached: bool = False  # missed its first- or next-response target
+    at_risk: bool = False  # first response still due, past its warning time
+    now: datetime | None = None  # the clock `at_risk` is judged by
+
+
+def _conditions(f: TicketFilter) -> list[ColumnElement[bool]]:
     # machine mail's tickets only when asked for: they are nobody's work
-    query = query.where(Ticket.status == status) if status else \
-        query.where(Ticket.status != "filtered")
-    if limit:
-        query = query.limit(limit)
+    where: list[ColumnElement[bool]] = [
+        Ticket.status == f.status if f.status else Ticket.status != "filtered"]
+    if f.assignee is not None:
+        where.append(Ticket.assignee == f.assignee)
+    if f.customer is not None:
+        where.append(Customer.address == f.customer.strip().lower())
+    if f.breached:  # written as the partial index's predicate, so the index serves it
+        where.append(and_(text(f"({BREACHED_SQL})")))
+    if f.at_risk:
+        if f.now is None:
+            raise ValueError("at_risk needs now")
+        # a range on ix_tickets_sla_due_at: only tickets not due yet are read. The upper
+        # bound is there for SQLite's planner (a one-sided range loses to scanning by id);
+        # no response target is a year long.
+        where += [Ticket.sla_due_at > f.now, Ticket.sla_due_at < f.now + timedelta(days=366),
+                  Ticket.sla_warn_at <= f.now, Ticket.first_response_at.is_(None),
+                  Ticket.status.in_(("new", "open"))]
+    return where
+
+
+def list_tickets(session: Session, status: str | None = None, limit: int | None = None,
+                 f: TicketFilter | None = None) -> list[dict[str, Any]]:
+    """Tickets newest first (by id: the order they were opened in)."""
+    f = f or TicketFilter(status=status, limit=limit)
+    query = select(Ticket, Customer.address).join(Customer).where(
+        *_conditions(f)).order_by(Ticket.id.desc())
+    if f.limit:
+        query = query.limit(f.limit)
     rows = session.execute(query).all()
     counts = _counts(session, [t.id for t, _ in rows])
     return [ticket_summary(t, addr, counts.get(t.id, 0)) for t, addr in rows]

@@ -116,7 +116,7 @@ def show(cfg: Path, sink: SmtpSink) -> None:
     step("machine mail: filtered, outside the backlog, SLA and KPIs "
          "(maild tickets list --status filtered)")
     filtered = cli(cfg, "tickets", "list", "--status", "filtered", "--json")
-    for t in filtered:
+    for t in sorted(filtered, key=lambda t: t["id"]):  # in arrival order (the list: newest first)
         shown = cli(cfg, "tickets", "show", str(t["id"]), "--json")
         print(f"  #{t['id']:<3} {shown['filtered']['kind']:<13} {t['customer']:<34} "
               f"{t['subject'][:40]}")

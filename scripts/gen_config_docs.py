@@ -46,8 +46,9 @@ edit its `doc(...)` there and run `{REGENERATE}`.
 ## The file
 
 maild reads one TOML file: `--config PATH`, else `$MAILD_CONFIG`, else `./maild.toml`.
-A commented starting point is [maild.example.toml](maild.example.toml); the step-by-step
-setup is in [getting-started.md](getting-started.md).
+`maild init DIR` writes a starting point with every key below, documented, at its default
+([cli.md](cli.md#maild-init)); a shorter example is [maild.example.toml](maild.example.toml);
+the step-by-step setup is in [getting-started.md](getting-started.md).
 
 - **Validation is strict.** An unknown section or key, a missing required key or a value of
   the wrong type stops maild with a one-line error naming the file and the key, for
@@ -162,9 +163,11 @@ with an empty `to` no digest is sent. It is queued once per local day at `at`, i
 `sla.timezone`, on the listed `days`; a daemon started later that day catches up once.
 """,
     "paths": """\
-Where maild finds its content; relative to the config file's directory. The repository ships
-examples in `rules/`, `templates/macros/` and `templates/` (auto-reply templates in
-`templates/autoreply/`, digest templates in `templates/digest/`).
+Where maild finds its content; relative to the config file's directory. Optional: without
+it (or without one of its keys) maild uses the rules, macros and templates packaged with it
+(`maild/defaults/` in the source tree). `maild init DIR` copies them into `DIR/rules/`,
+`DIR/templates/macros/`, `DIR/templates/autoreply/` and `DIR/templates/digest/` for editing,
+and writes this section pointing at the copies.
 See [rules.md](rules.md) and [macros.md](macros.md).
 """,
     "threading": """\

@@ -31,8 +31,8 @@ username = "support@example.com"
 timeout_seconds = 2
 [paths]
 rules = "{rules_dir}"
-macros = "{REPO / 'templates' / 'macros'}"
-templates = "{REPO / 'templates'}"
+macros = "{REPO / 'maild' / 'defaults' / 'templates' / 'macros'}"
+templates = "{REPO / 'maild' / 'defaults' / 'templates'}"
 {extra}""")
     return path
 

@@ -20,7 +20,7 @@ from maild.macros import (
 )
 from maild.macros.render import MAX_OUTPUT_BYTES
 
-MACRO_DIR = Path(__file__).resolve().parents[1] / "templates" / "macros"
+MACRO_DIR = Path(__file__).resolve().parents[1] / "maild" / "defaults" / "templates" / "macros"
 STARTER_NAMES = {
     "greeting",
     "request-details",

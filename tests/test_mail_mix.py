@@ -301,7 +301,7 @@ def test_recover_makes_a_customer_ticket_and_trusts_the_sender(app: App) -> None
     [now_customer] = listed(app)
     assert now_customer["status"] == "new" and now_customer["message_count"] == 1
     ingest(app, raw_mail(subject="PO 1188", msgid="<po2@b2b>", **orders))
-    assert [x["subject"] for x in listed(app)] == ["PO 1187", "PO 1188"]
+    assert [x["subject"] for x in listed(app)] == ["PO 1188", "PO 1187"]  # newest first
     with app.sessions() as s:
         row = s.scalars(select(MessageRow).where(MessageRow.message_id == "<po2@b2b>")).one()
         assert (row.sender_class, row.class_reason, row.auto) == \

@@ -62,9 +62,9 @@ first_response = "1h"
 sender_name = "Example Support"
 company = "Example Ltd"
 [paths]
-rules = "{REPO / 'rules'}"
-macros = "{REPO / 'templates' / 'macros'}"
-templates = "{REPO / 'templates'}"
+rules = "{REPO / 'maild' / 'defaults' / 'rules'}"
+macros = "{REPO / 'maild' / 'defaults' / 'templates' / 'macros'}"
+templates = "{REPO / 'maild' / 'defaults' / 'templates'}"
 {extra}""")
     return path
 
@@ -145,7 +145,7 @@ def test_parse_invalid_commands_name_the_line(text: str, error: str) -> None:
 
 
 def test_mixed_valid_and_invalid_lines_plan_nothing() -> None:
-    macros = load_macros(REPO / "templates" / "macros")
+    macros = load_macros(REPO / "maild" / "defaults" / "templates" / "macros")
     script = parse_commands("#macro resolved\n#status bogus\n#tag ok")
     plan = plan_commands(script, macros=macros, agents=AGENTS, sender="ayse@example.com")
     assert plan.errors == ("line 2: bad status 'bogus' (use open|pending|solved)",)

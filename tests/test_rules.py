@@ -21,7 +21,7 @@ from maild.rules import (
     validate_all,
 )
 
-RULES_DIR = Path(__file__).resolve().parent.parent / "rules"
+RULES_DIR = Path(__file__).resolve().parent.parent / "maild" / "defaults" / "rules"
 SLA = {"default", "vip"}
 TEMPLATES = {"eta", "eta-vip"}
 MACROS = {

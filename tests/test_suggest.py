@@ -14,7 +14,7 @@ from maild.macros import MacroLibrary, Suggestion, load_macros, strip_reply, sug
 from maild.macros.suggest import macro_document
 from maild.macros.text import fold_case, stem, tokenize
 
-MACRO_DIR = Path(__file__).resolve().parents[1] / "templates" / "macros"
+MACRO_DIR = Path(__file__).resolve().parents[1] / "maild" / "defaults" / "templates" / "macros"
 
 REFUND_EN = """Hi,
 

@@ -44,9 +44,9 @@ from maild.report.kpi import (
     ticket_scope,
     waiting,
 )
+from maild.resources import default_templates
 from maild.store.models import Customer, Ticket
 
-DEFAULT_TEMPLATES = Path(__file__).resolve().parents[2] / "templates" / "digest"
 AT_RISK_WINDOW = timedelta(hours=4)
 AT_RISK_FRACTION = 0.8
 OLDEST_LIMIT = 5
@@ -229,7 +229,7 @@ def unreachable(session: Session, since: datetime, end: datetime, zone: ZoneInfo
 def environment(templates: Path | str | None = None) -> ImmutableSandboxedEnvironment:
     """The digest's Jinja2 environment: sandboxed, strict, autoescaping *.html.j2."""
     return ImmutableSandboxedEnvironment(
-        loader=FileSystemLoader(str(templates or DEFAULT_TEMPLATES)),
+        loader=FileSystemLoader(str(templates or default_templates() / "digest")),
         autoescape=select_autoescape(["html", "html.j2"], default_for_string=True),
         undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 

@@ -34,9 +34,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild.errors import ConfigError, MaildError
+from maild.resources import migrations_dir
 from maild.store import clip  # noqa: F401  (registers: over-long strings are clipped)
-
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent.parent / "migrations"
 
 
 def resolve_url(url: str, base_dir: Path) -> str:
@@ -133,11 +132,12 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
 
 
 def _alembic_config() -> AlembicConfig:
-    if not (MIGRATIONS_DIR / "env.py").exists():
-        raise MaildError(f"migrations not found at {MIGRATIONS_DIR}; install maild from "
-                         "its source tree (pip install -e .)")
+    location = migrations_dir()
+    if not (location / "env.py").exists():
+        raise MaildError(f"migrations not found at {location}: this maild package is "
+                         "incomplete; reinstall it (pip install maild-*.whl)")
     cfg = AlembicConfig()
-    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("script_location", str(location))
     return cfg
 
 

@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -32,6 +33,9 @@ TICKET_STATUSES = ("new", "open", "pending", "solved", "filtered")
 # who wrote a message (maild.classify); machine mail also has a kind
 SENDER_CLASSES = ("customer", "agent", "machine")
 PRIORITIES = ("low", "normal", "high", "urgent")
+# a ticket missed its first- or next-response target (the predicate of ix_tickets_breached)
+BREACHED_SQL = "sla_breached OR next_breached"
+QUARANTINE_OUTCOMES = ("retried", "dropped")
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -98,6 +102,10 @@ class Ticket(Base):
         Index("ix_tickets_sla_due_at", "sla_due_at"),
         Index("ix_tickets_sla_warn_at", "sla_warn_at"),
         Index("ix_tickets_next_due_at", "next_due_at"),
+        Index("ix_tickets_assignee", "assignee"),
+        # `tickets list --breached`, newest first: only the breached tickets are in it
+        Index("ix_tickets_breached", "id", sqlite_where=text(BREACHED_SQL),
+              postgresql_where=text(BREACHED_SQL)),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailboxes.id"))
@@ -217,10 +225,13 @@ class Event(Base):
 
 
 class Quarantine(Base):
-    """A message whose processing failed: kept raw with the error, for replay."""
+    """A message whose processing failed: kept raw with the error, for replay
+    (`maild quarantine retry`). A row is never deleted: `resolved` with its outcome
+    (retried into `ticket_id`, or dropped), when and by whom."""
 
     __tablename__ = "quarantine"
-    __table_args__ = (UniqueConstraint("mailbox_id", "folder", "uidvalidity", "uid"),)
+    __table_args__ = (UniqueConstraint("mailbox_id", "folder", "uidvalidity", "uid"),
+                      Index("ix_quarantine_resolved", "resolved", "id"))
     id: Mapped[int] = mapped_column(primary_key=True)
     mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailboxes.id"))
     folder: Mapped[str] = mapped_column(String(255))
@@ -230,6 +241,13 @@ class Quarantine(Base):
     raw: Mapped[bytes] = mapped_column(LargeBinary)
     at: Mapped[datetime]
     resolved: Mapped[bool] = mapped_column(Boolean, default=False)
+    role: Mapped[str | None] = mapped_column(String(16))  # inbox | sent (NULL: older rows)
+    internaldate: Mapped[datetime | None]
+    retries: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    outcome: Mapped[str | None] = mapped_column(String(16))  # QUARANTINE_OUTCOMES
+    resolved_at: Mapped[datetime | None]
+    resolved_by: Mapped[str | None] = mapped_column(String(320))
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
 
 
 class OutboxRow(Base):
