@@ -5,8 +5,11 @@
 message to a ``DovecotServer`` via LMTP, so a full customer -> support ->
 auto-reply -> customer INBOX round trip can be observed.  It can require
 AUTH, offer STARTTLS, offer SMTPUTF8 or not (on by default, as Postfix has it)
-and inject failures (4xx/5xx replies, dropped connections) into the DATA
-phase.  Each message records the MAIL parameters it came with (``SMTPUTF8``).
+and inject failures: 4xx/5xx replies at MAIL FROM (``refuse_mail``), at RCPT
+for one address (``refuse_rcpt``) or at DATA (``fail_next``), and dropped
+connections after DATA (``drop_next``).  Each message records the MAIL
+parameters it came with (``SMTPUTF8``); ``connections`` counts the connections
+clients opened (to see whether they reuse one).
 
 It must not relay mail anywhere but the given Dovecot, listen on any address
 other than 127.0.0.1, or be used by ``maild`` at runtime.
@@ -85,6 +88,12 @@ class _SMTP(SMTP):
 
     line_length_limit = _AUTH_LINE_LIMIT + 2
 
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        handler = self.event_handler
+        if isinstance(handler, _Handler):
+            handler._sink._connected()
+
 
 class _Controller(Controller):
     """Controller that silences aiosmtpd's warning about AUTH without TLS (wanted in tests)."""
@@ -107,6 +116,24 @@ class _Handler:
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         return await self._sink._on_data(server, session, envelope)
+
+    async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope,  # noqa: N802
+                          address: str, mail_options: list[str]) -> str:
+        refusal = self._sink._pop_refusal("mail", address)
+        if refusal is not None:
+            return refusal
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,  # noqa: N802
+                          address: str, rcpt_options: list[str]) -> str:
+        refusal = self._sink._pop_refusal("rcpt", address)
+        if refusal is not None:
+            return refusal
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 OK"
 
     async def auth_XOAUTH2(self, server: SMTP, args: list[str]) -> AuthResult:  # noqa: N802
         """SASL XOAUTH2 (offered only with ``oauth2_public_key``): the same token rules
@@ -156,6 +183,9 @@ class SmtpSink:
         self._own_cert_dir: Path | None = None
         self._messages: list[ReceivedMessage] = []
         self._faults: deque[str] = deque()
+        # (stage, address or None for any) -> replies still to give, in order
+        self._refusals: dict[tuple[str, str | None], deque[str]] = {}
+        self.connections = 0  # connections clients opened so far
         self._cond = threading.Condition()
         self._controller: _Controller | None = None
 
@@ -230,6 +260,7 @@ class SmtpSink:
         with self._cond:
             self._messages.clear()
             self._faults.clear()
+            self._refusals.clear()
 
     # ----------------------------------------------------------------- failure injection
 
@@ -239,6 +270,23 @@ class SmtpSink:
             raise ValueError(f"failure code must be 4xx or 5xx, got {code}")
         with self._cond:
             self._faults.extend([f"{code} {message}"] * count)
+
+    def refuse_mail(self, code: int, message: str, count: int = 1) -> None:
+        """Answer the next ``count`` MAIL FROM commands with ``"<code> <message>"``."""
+        self._add_refusal("mail", None, code, message, count)
+
+    def refuse_rcpt(self, address: str, code: int, message: str, count: int = 1) -> None:
+        """Answer the next ``count`` RCPT TO commands for ``address`` (compared without
+        case) with ``"<code> <message>"``; other recipients are accepted."""
+        self._add_refusal("rcpt", address.lower(), code, message, count)
+
+    def _add_refusal(self, stage: str, address: str | None, code: int, message: str,
+                     count: int) -> None:
+        if not 400 <= code <= 599:
+            raise ValueError(f"failure code must be 4xx or 5xx, got {code}")
+        with self._cond:
+            self._refusals.setdefault((stage, address), deque()).extend(
+                [f"{code} {message}"] * count)
 
     def drop_next(self, count: int = 1) -> None:
         """Close the connection after the next ``count`` DATA payloads, before replying."""
@@ -301,6 +349,16 @@ class SmtpSink:
         if not ok:
             return AuthResult(success=False, handled=False)  # aiosmtpd then answers 535
         return AuthResult(success=True, auth_data=login)
+
+    def _connected(self) -> None:
+        with self._cond:
+            self.connections += 1
+
+    def _pop_refusal(self, stage: str, address: str) -> str | None:
+        key = (stage, address.lower() if stage == "rcpt" else None)
+        with self._cond:
+            pending = self._refusals.get(key)
+            return pending.popleft() if pending else None
 
     def _pop_fault(self) -> str | None:
         with self._cond:
