@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _DROP = "drop"
+_PASS = "pass"
 _AUTH_LINE_LIMIT = 12288
 # aiosmtpd logs these on every connection of a sink with auth_require_tls=False.
 _AIOSMTPD_NOISE = (
@@ -210,6 +211,8 @@ class SmtpSink:
             _Handler(self), hostname=self.host, port=self.port, **self._smtp_kwargs()
         )
         controller.start()
+        with self._cond:  # not the connection aiosmtpd's controller opens to test itself
+            self.connections = 0
         self._controller = controller
 
     def stop(self) -> None:
@@ -288,10 +291,11 @@ class SmtpSink:
             self._refusals.setdefault((stage, address), deque()).extend(
                 [f"{code} {message}"] * count)
 
-    def drop_next(self, count: int = 1) -> None:
-        """Close the connection after the next ``count`` DATA payloads, before replying."""
+    def drop_next(self, count: int = 1, *, after: int = 0) -> None:
+        """Close the connection after the next ``count`` DATA payloads, before replying
+        (after first accepting ``after`` messages as usual)."""
         with self._cond:
-            self._faults.extend([_DROP] * count)
+            self._faults.extend([_PASS] * after + [_DROP] * count)
 
     # ----------------------------------------------------------------- internals
 
@@ -370,7 +374,7 @@ class SmtpSink:
             if server.transport is not None:
                 server.transport.close()
             return "421 4.4.2 connection dropped"  # never reaches the client
-        if fault is not None:
+        if fault is not None and fault != _PASS:
             return fault
         raw = bytes(envelope.original_content or b"")
         mail_from = envelope.mail_from or ""
