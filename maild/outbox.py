@@ -34,7 +34,7 @@ from maild.sending import ConnectFn, Refusal, SendFn, SendResult
 from maild.sla import set_status
 from maild.store import repo
 from maild.store.models import OutboxRow, Ticket
-from maild.tickets import TicketWriter
+from maild.tickets import TicketWriter, log_stored
 from maild.undeliverable import delivery_failed
 
 log = logging.getLogger("maild.outbox")
@@ -199,8 +199,11 @@ class OutboxSender:
             if row.ticket_id is None:
                 return
             writer = TicketWriter(s, row.mailbox_id, self.own, self.window)
-            writer.add(parse_message(row.raw), row.raw, role="sent", folder=None,
-                       uidvalidity=None, uid=None, internaldate=now, now=now, auto=row.auto)
+            stored = writer.add(parse_message(row.raw), row.raw, role="sent", folder=None,
+                                uidvalidity=None, uid=None, internaldate=now, now=now,
+                                auto=row.auto)
+            if stored is not None:
+                log_stored(s, stored)
             repo.add_event(s, row.ticket_id, now, f"{row.kind}_sent",
                            message_id=row.message_id, to=row.recipient)
             for r in refused:
