@@ -90,9 +90,10 @@ class _SMTP(SMTP):
     line_length_limit = _AUTH_LINE_LIMIT + 2
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        starttls = self.transport is not None and self._original_transport is not None
         super().connection_made(transport)
         handler = self.event_handler
-        if isinstance(handler, _Handler):
+        if isinstance(handler, _Handler) and not starttls:  # STARTTLS: the same connection
             handler._sink._connected()
 
 

@@ -3,7 +3,8 @@
 TLS always verifies the server (a custom CA may be added, never verification
 turned off). A 4xx reply or a dropped connection is temporary; a 5xx reply is
 permanent (`SendError.permanent`), and so is an address that is not a plain
-addr-spec (`addresses.usable_address`): it is refused before connecting.
+addr-spec (`addresses.usable_address`): it is refused before connecting. A refused
+login (or greeting, EHLO, STARTTLS) is temporary: it is not the message's fault.
 Refusals: 5xx at MAIL FROM or DATA, or 5xx for every recipient at RCPT, is a
 permanent failure with reason `refused` and the reply per address
 (`SendError.refused`); a message some recipients took is sent, and the others'
@@ -210,9 +211,10 @@ def _failure(s: SmtpSettings, exc: BaseException) -> BaseException:
     e.g. KeyboardInterrupt, is returned unchanged to be raised again)."""
     if isinstance(exc, AuthError):
         return SendError(f"{_where(s)}: {exc}", connection_lost=True)
-    if isinstance(exc, aiosmtplib.SMTPResponseException):  # greeting, EHLO, AUTH replies
-        return SendError(f"{_where(s)}: {exc.code} {exc.message}",
-                         permanent=500 <= exc.code < 600, connection_lost=True)
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        # the greeting, EHLO, STARTTLS or AUTH refused: not the message's fault (a wrong
+        # password must not fail every queued reply for good); retried with backoff
+        return SendError(f"{_where(s)}: {exc.code} {exc.message}", connection_lost=True)
     if isinstance(exc, (TimeoutError, aiosmtplib.SMTPException, OSError)):
         return SendError(f"{_where(s)}: {type(exc).__name__}: {exc}", connection_lost=True)
     return exc

@@ -223,3 +223,17 @@ def test_a_resolved_reply_refused_for_good_leaves_the_ticket_open(
     assert "5.1.1 user unknown" in withheld["reason"]
     assert [e["address"] for e in shown["events"] if e["kind"] == "delivery_failed"] == [
         ANN, ANN]
+
+
+def test_a_refused_login_is_temporary_and_ends_the_batch(tmp_path: Path) -> None:
+    with SmtpSink(require_auth=True) as strict:
+        wrong = SmtpSettings("127.0.0.1", strict.port, "none", "smtpuser", "wrong", timeout=10)
+        with pytest.raises(SendError, match="535") as err:
+            send(wrong, RAW, SUPPORT, [ANN])
+        assert not err.value.permanent and err.value.connection_lost
+        sessions, clock = world(tmp_path)
+        mids = [queue(sessions, clock, ANN, subject=f"n{i}") for i in range(2)]
+        report = OutboxSender(sessions, clock, partial(send, wrong),
+                              connect=partial(connection, wrong),
+                              own_addresses=[SUPPORT]).deliver_due()
+        assert report.retry == mids[:1] and report.failed == [] and strict.messages == []
