@@ -120,9 +120,10 @@ class OutboxSender:
         cutoff = self.clock.now() - self.policy.stale_after
         with self.sessions.begin() as s:
             stale = s.scalars(select(OutboxRow).where(
-                OutboxRow.status == "sending", OutboxRow.claimed_at < cutoff)).all()
-            held = [self._hold(s, row) for row in stale
-                    if row.attempts >= self.policy.max_attempts]
+                OutboxRow.status == "sending", OutboxRow.claimed_at < cutoff).with_for_update(
+                skip_locked=True)).all()
+            held = [done for row in stale if row.attempts >= self.policy.max_attempts
+                    and (done := self._hold(s, row)) is not None]
             s.execute(update(OutboxRow).where(
                 OutboxRow.status == "sending", OutboxRow.claimed_at < cutoff).values(
                 status="queued").execution_options(synchronize_session=False))
@@ -132,11 +133,16 @@ class OutboxSender:
                       row_id, message_id, attempts)
         return [message_id for _, message_id, _ in held]
 
-    def _hold(self, s: Session, row: OutboxRow) -> tuple[int, str, int]:
+    def _hold(self, s: Session, row: OutboxRow) -> tuple[int, str, int] | None:
+        """Hold one exhausted stale row; None if another sender got to it first."""
         now = self.clock.now()
-        row.status = "held"
-        row.last_error = (f"claimed {row.attempts} time(s) and never marked sent (the "
-                          "database refused the mark, or the sender died each time); held")
+        error = (f"claimed {row.attempts} time(s) and never marked sent (the database "
+                 "refused the mark, or the sender died each time); held")
+        res = s.execute(update(OutboxRow).where(
+            OutboxRow.id == row.id, OutboxRow.status == "sending").values(
+            status="held", last_error=error).execution_options(synchronize_session=False))
+        if getattr(res, "rowcount", 0) != 1:
+            return None
         if row.ticket_id is not None:
             repo.add_event(s, row.ticket_id, now, f"{row.kind}_held",
                            message_id=row.message_id, attempts=row.attempts)
@@ -212,11 +218,19 @@ class OutboxSender:
             self._apply_on_sent(s, row, now)
 
     def _apply_on_sent(self, s: Session, row: OutboxRow, now: datetime) -> None:
-        """The status change that waited for this message (a macro's `solved`)."""
+        """The status change that waited for this message (a macro's `solved`), unless
+        the customer wrote since it was queued: that message is not answered by it."""
         status = (row.on_sent or {}).get("status")
-        if status and row.ticket_id is not None:
-            set_status(s, s.get_one(Ticket, row.ticket_id), status, now,
-                       actor=(row.on_sent or {}).get("actor", "maild"), reason="reply_sent")
+        if not status or row.ticket_id is None:
+            return
+        ticket = s.get_one(Ticket, row.ticket_id)
+        if ticket.last_customer_at is not None and ticket.last_customer_at > row.created_at:
+            repo.add_event(s, ticket.id, now, "status_withheld", status=status,
+                           message_id=row.message_id,
+                           reason="the customer wrote after the reply was queued")
+            return
+        set_status(s, ticket, status, now, actor=(row.on_sent or {}).get("actor", "maild"),
+                   reason="reply_sent")
 
     def _withhold(self, s: Session, row: OutboxRow, why: str, now: datetime) -> None:
         """The status change that waited for this message will not happen: say why."""

@@ -379,3 +379,20 @@ def test_cli_macros_list_and_render(cli_config: Path,
     assert rendered["language"] == "tr" and rendered["subject"].endswith("[#1]")
     assert run_cli(cli_config, "macros", "render", "nope", "--ticket", "1") == 2
     assert "no macro named 'nope'" in capsys.readouterr().err
+
+
+def test_a_status_waiting_for_its_reply_is_withheld_if_the_customer_wrote_since(
+        app: App) -> None:
+    ingest(app, raw_mail(body=PASSWORD), 1)
+    with app.sessions.begin() as s:
+        reply = prepare_reply(s, app.automation(), 1, "resolved", agent=Agent("A"),
+                              now=app.clock.now())
+        sent = send_reply(s, reply, now=app.clock.now(), actor="A")
+    app.clock.set(utc(2026, 11, 2, 10, 30))  # type: ignore[attr-defined]
+    ingest(app, raw_mail(msgid="<m2@example.org>", subject="Re: Order missing [#1]",
+                         in_reply_to="<m1@example.org>", body="One more thing!"), 2)
+    deliver(app)
+    assert ticket(app).status == "open"  # answered, but not solved over the new message
+    [withheld] = events(app, "status_withheld")
+    assert withheld.detail == {"status": "solved", "message_id": sent.message_id,
+                               "reason": "the customer wrote after the reply was queued"}
