@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
@@ -30,11 +31,17 @@ from maild.ingest import IngestItem, Ingestor
 from maild.outbox import OutboxSender, enqueue
 from maild.smtp import SmtpSettings, connection, send
 from maild.store.db import make_engine, make_sessionmaker, upgrade
-from tests.builders import raw_mail, utc
 
 TARGET = 1.5
 SUPPORT = "support@example.com"
-NOW = utc(2026, 11, 2, 10)
+NOW = datetime(2026, 11, 2, 10, tzinfo=UTC)
+
+
+def raw_mail(frm: str = "Ann <ann@example.org>", to: str = SUPPORT,
+             msgid: str = "<m1@example.org>") -> bytes:
+    return (f"From: {frm}\r\nTo: {to}\r\nSubject: Order missing\r\n"
+            f"Date: Mon, 02 Nov 2026 10:00:00 +0000\r\nMessage-ID: {msgid}\r\n\r\n"
+            "Hello, where is my order?\r\n").encode()
 
 
 def settings(sink: SmtpSink) -> SmtpSettings:
