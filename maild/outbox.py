@@ -101,6 +101,7 @@ class OutboxSender:
         connection ends the batch: the rows not yet claimed stay queued for the next run."""
         report = DeliveryReport()
         report.held += self.requeue_stale()
+        report.failed += self._fail_exhausted()
         with self._connection() as send:
             for _ in range(limit):
                 claimed = self._claim()
@@ -148,6 +149,25 @@ class OutboxSender:
                            message_id=row.message_id, attempts=row.attempts)
             self._withhold(s, row, "its sending could not be confirmed", now)
         return row.id, row.message_id, row.attempts
+
+    def _fail_exhausted(self) -> list[str]:
+        """Fail the queued rows already tried `max_attempts` times (the claim skips them):
+        left by a lower `max_attempts` in the config, or by a maild before the bound."""
+        now = self.clock.now()
+        with self.sessions.begin() as s:
+            rows = s.scalars(select(OutboxRow).where(
+                OutboxRow.status == "queued", OutboxRow.attempts >= self.policy.max_attempts
+            ).with_for_update(skip_locked=True)).all()
+            for row in rows:
+                row.status = "failed"
+                row.last_error = (f"tried {row.attempts} time(s), max_attempts is "
+                                  f"{self.policy.max_attempts}: not sent again")
+                if row.ticket_id is not None:
+                    self._record_failure(s, row, SendError(row.last_error), now)
+            failed = [(row.message_id, row.last_error) for row in rows]
+        for message_id, error in failed:
+            log.error("send of %s FAILED for good: %s", message_id, error)
+        return [message_id for message_id, _ in failed]
 
     def _claim(self) -> tuple[int, bytes, str, list[str], str] | None:
         """Claim the oldest due row: a conditional UPDATE, so exactly one caller wins it.

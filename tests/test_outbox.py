@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 from sqlalchemy.exc import DBAPIError
 
 from maild.clock import FixedClock
@@ -212,3 +212,15 @@ def test_a_lost_connection_ends_the_batch_and_leaves_the_rest_queued(world) -> N
         rows = {r.message_id: (r.status, r.attempts) for r in ses.scalars(select(OutboxRow))}
     assert rows == {out.message_id: ("queued", 1), second.message_id: ("queued", 0)}
     assert sender(world, smtp).deliver_due().sent == [second.message_id]  # the next run
+
+
+def test_a_queued_row_past_max_attempts_fails_instead_of_waiting_forever(world) -> None:  # type: ignore[no-untyped-def]
+    sessions, clock, out = world
+    with sessions.begin() as s:  # tried 5 times under a config that allowed more
+        s.execute(update(OutboxRow).values(attempts=5))
+    smtp = FakeSmtp()
+    assert sender(world, smtp, max_attempts=3).deliver_due().failed == [out.message_id]
+    with sessions() as ses:
+        row = ses.scalars(select(OutboxRow)).one()
+        kinds = [e["kind"] for e in show_ticket(ses, 1)["events"]]
+    assert row.status == "failed" and smtp.sent == [] and "auto_reply_failed" in kinds
