@@ -6,7 +6,7 @@ set -u
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-.venv/bin/python}"
 status=0
-for bench in ingest memory latency scheduler; do
+for bench in ingest memory latency scheduler sending; do
     echo "== bench.$bench $*"
     "$PY" -m "bench.$bench" "$@" || status=$?
 done

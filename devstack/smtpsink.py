@@ -5,8 +5,11 @@
 message to a ``DovecotServer`` via LMTP, so a full customer -> support ->
 auto-reply -> customer INBOX round trip can be observed.  It can require
 AUTH, offer STARTTLS, offer SMTPUTF8 or not (on by default, as Postfix has it)
-and inject failures (4xx/5xx replies, dropped connections) into the DATA
-phase.  Each message records the MAIL parameters it came with (``SMTPUTF8``).
+and inject failures: 4xx/5xx replies at MAIL FROM (``refuse_mail``), at RCPT
+for one address (``refuse_rcpt``) or at DATA (``fail_next``), and dropped
+connections after DATA (``drop_next``).  Each message records the MAIL
+parameters it came with (``SMTPUTF8``); ``connections`` counts the connections
+clients opened (to see whether they reuse one).
 
 It must not relay mail anywhere but the given Dovecot, listen on any address
 other than 127.0.0.1, or be used by ``maild`` at runtime.
@@ -44,6 +47,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _DROP = "drop"
+_PASS = "pass"
 _AUTH_LINE_LIMIT = 12288
 # aiosmtpd logs these on every connection of a sink with auth_require_tls=False.
 _AIOSMTPD_NOISE = (
@@ -85,6 +89,13 @@ class _SMTP(SMTP):
 
     line_length_limit = _AUTH_LINE_LIMIT + 2
 
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        starttls = self.transport is not None and self._original_transport is not None
+        super().connection_made(transport)
+        handler = self.event_handler
+        if isinstance(handler, _Handler) and not starttls:  # STARTTLS: the same connection
+            handler._sink._connected()
+
 
 class _Controller(Controller):
     """Controller that silences aiosmtpd's warning about AUTH without TLS (wanted in tests)."""
@@ -107,6 +118,24 @@ class _Handler:
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         return await self._sink._on_data(server, session, envelope)
+
+    async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope,  # noqa: N802
+                          address: str, mail_options: list[str]) -> str:
+        refusal = self._sink._pop_refusal("mail", address)
+        if refusal is not None:
+            return refusal
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,  # noqa: N802
+                          address: str, rcpt_options: list[str]) -> str:
+        refusal = self._sink._pop_refusal("rcpt", address)
+        if refusal is not None:
+            return refusal
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 OK"
 
     async def auth_XOAUTH2(self, server: SMTP, args: list[str]) -> AuthResult:  # noqa: N802
         """SASL XOAUTH2 (offered only with ``oauth2_public_key``): the same token rules
@@ -156,6 +185,9 @@ class SmtpSink:
         self._own_cert_dir: Path | None = None
         self._messages: list[ReceivedMessage] = []
         self._faults: deque[str] = deque()
+        # (stage, address or None for any) -> replies still to give, in order
+        self._refusals: dict[tuple[str, str | None], deque[str]] = {}
+        self.connections = 0  # connections clients opened so far
         self._cond = threading.Condition()
         self._controller: _Controller | None = None
 
@@ -180,6 +212,8 @@ class SmtpSink:
             _Handler(self), hostname=self.host, port=self.port, **self._smtp_kwargs()
         )
         controller.start()
+        with self._cond:  # not the connection aiosmtpd's controller opens to test itself
+            self.connections = 0
         self._controller = controller
 
     def stop(self) -> None:
@@ -230,6 +264,7 @@ class SmtpSink:
         with self._cond:
             self._messages.clear()
             self._faults.clear()
+            self._refusals.clear()
 
     # ----------------------------------------------------------------- failure injection
 
@@ -240,10 +275,28 @@ class SmtpSink:
         with self._cond:
             self._faults.extend([f"{code} {message}"] * count)
 
-    def drop_next(self, count: int = 1) -> None:
-        """Close the connection after the next ``count`` DATA payloads, before replying."""
+    def refuse_mail(self, code: int, message: str, count: int = 1) -> None:
+        """Answer the next ``count`` MAIL FROM commands with ``"<code> <message>"``."""
+        self._add_refusal("mail", None, code, message, count)
+
+    def refuse_rcpt(self, address: str, code: int, message: str, count: int = 1) -> None:
+        """Answer the next ``count`` RCPT TO commands for ``address`` (compared without
+        case) with ``"<code> <message>"``; other recipients are accepted."""
+        self._add_refusal("rcpt", address.lower(), code, message, count)
+
+    def _add_refusal(self, stage: str, address: str | None, code: int, message: str,
+                     count: int) -> None:
+        if not 400 <= code <= 599:
+            raise ValueError(f"failure code must be 4xx or 5xx, got {code}")
         with self._cond:
-            self._faults.extend([_DROP] * count)
+            self._refusals.setdefault((stage, address), deque()).extend(
+                [f"{code} {message}"] * count)
+
+    def drop_next(self, count: int = 1, *, after: int = 0) -> None:
+        """Close the connection after the next ``count`` DATA payloads, before replying
+        (after first accepting ``after`` messages as usual)."""
+        with self._cond:
+            self._faults.extend([_PASS] * after + [_DROP] * count)
 
     # ----------------------------------------------------------------- internals
 
@@ -302,6 +355,16 @@ class SmtpSink:
             return AuthResult(success=False, handled=False)  # aiosmtpd then answers 535
         return AuthResult(success=True, auth_data=login)
 
+    def _connected(self) -> None:
+        with self._cond:
+            self.connections += 1
+
+    def _pop_refusal(self, stage: str, address: str) -> str | None:
+        key = (stage, address.lower() if stage == "rcpt" else None)
+        with self._cond:
+            pending = self._refusals.get(key)
+            return pending.popleft() if pending else None
+
     def _pop_fault(self) -> str | None:
         with self._cond:
             return self._faults.popleft() if self._faults else None
@@ -312,7 +375,7 @@ class SmtpSink:
             if server.transport is not None:
                 server.transport.close()
             return "421 4.4.2 connection dropped"  # never reaches the client
-        if fault is not None:
+        if fault is not None and fault != _PASS:
             return fault
         raw = bytes(envelope.original_content or b"")
         mail_from = envelope.mail_from or ""

@@ -23,6 +23,7 @@ from maild.outbox import enqueue
 from maild.parse import ParsedMessage
 from maild.sla import restart_on_reopen, set_status, start_clock, start_next_response
 from maild.store import repo
+from maild.store.after_commit import log_after_commit
 from maild.store.models import Customer, Mailbox, OutboxRow, Ticket
 from maild.tickets import StoredMessage
 
@@ -126,7 +127,8 @@ class AutomationHandler:
             if stored.new_ticket or plan.verdict.automated or plan.decision.auto_reply:
                 repo.add_event(session, ticket.id, now, "auto_reply_suppressed", reason=reason,
                                message_id=parsed.message_id)
-                log.info("ticket #%d: auto-reply suppressed: %s", ticket.id, reason)
+                log_after_commit(session, log, logging.INFO,
+                                 "ticket #%d: auto-reply suppressed: %s", ticket.id, reason)
             return
         self._queue_eta(session, ticket, mailbox, plan, parsed, now)
 
@@ -140,8 +142,8 @@ class AutomationHandler:
                        reason=row.class_reason, mail_kind=row.machine_kind)
         repo.add_event(session, stored.ticket.id, now, "auto_reply_suppressed", reason=reason,
                        message_id=parsed.message_id)
-        log.info("ticket #%d: %s mail (%s): no rules, no reply", stored.ticket.id,
-                 row.machine_kind, row.class_reason)
+        log_after_commit(session, log, logging.INFO, "ticket #%d: %s mail (%s): no rules, "
+                         "no reply", stored.ticket.id, row.machine_kind, row.class_reason)
 
     def _queue_eta(self, session: Session, ticket: Ticket, mailbox: Mailbox, plan: Plan,
                    parsed: ParsedMessage, now: datetime) -> None:
@@ -161,5 +163,5 @@ class AutomationHandler:
                       language=template.language)
         enqueue(session, out, mailbox_id=mailbox.id, ticket_id=ticket.id, kind="auto_reply",
                 now=now)
-        log.info("ticket #%d: ETA auto-reply queued to %s (%s, %s)", ticket.id, plan.reply_to,
-                 template.language, plan.eta_text)
+        log_after_commit(session, log, logging.INFO, "ticket #%d: ETA auto-reply queued to %s "
+                         "(%s, %s)", ticket.id, plan.reply_to, template.language, plan.eta_text)

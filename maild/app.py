@@ -132,6 +132,7 @@ class App:
         policy = RetryPolicy(o.max_attempts, timedelta(seconds=o.retry_base_seconds),
                              timedelta(seconds=o.retry_max_seconds))
         return OutboxSender(self.sessions, self.clock, partial(smtp.send, settings),
+                            connect=partial(smtp.connection, settings),
                             own_addresses=self.own_addresses(), policy=policy,
                             append_sent=self._append_sent,
                             window_days=self.config.threading.window_days)

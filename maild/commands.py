@@ -16,6 +16,7 @@ trusts the From address (spoofing is the MX's job: DMARC); it does no I/O.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,10 +43,12 @@ from maild.replying import (
 )
 from maild.routing import is_automatic
 from maild.store import repo
+from maild.store.after_commit import log_after_commit
 from maild.store.models import Event, Mailbox, Ticket
 from maild.threads import ticket_tags
 from maild.tickets import StoredMessage
 
+log = logging.getLogger("maild.commands")
 VERBS: tuple[str, ...] = ("macro", "status", "tag", "assign")
 SINGLE: frozenset[str] = frozenset({"macro", "status", "assign"})
 _LINE_RE = re.compile(r"#(\S+)\s*(.*)")
@@ -220,6 +223,9 @@ class CommandHandler:
         kind = "command" if ok else "command_rejected"
         repo.add_event(session, ticket_id, now, kind, actor=actor,
                        message_id=parsed.message_id, **{"done" if ok else "errors": lines})
+        log_after_commit(session, log, logging.INFO, "ticket #%d: command mail %s from %s %s: %s",
+                         ticket_id, parsed.message_id, actor, "done" if ok else "refused",
+                         "; ".join(lines))
         self._confirm(session, stored.row.mailbox_id, ticket_id, parsed, lines, ok)
 
     def _run(self, session: Session, ticket: Ticket, parsed: ParsedMessage,

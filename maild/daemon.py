@@ -48,9 +48,9 @@ def deliver_outbox(app: App) -> DeliveryReport | None:
         return None
     with _DELIVERING:
         report = sender.deliver_due()
-    if report.sent or report.retry or report.failed:
-        log.info("outbox: %d sent, %d to retry, %d failed", len(report.sent),
-                 len(report.retry), len(report.failed))
+    if report.sent or report.retry or report.failed or report.held:
+        log.info("outbox: %d sent, %d to retry, %d failed, %d held", len(report.sent),
+                 len(report.retry), len(report.failed), len(report.held))
     return report
 
 

@@ -5,6 +5,10 @@ which key, which server). Library exceptions are translated at the edges
 (config loading, IMAP, SMTP, templates); nothing here does I/O.
 """
 
+from __future__ import annotations
+
+from maild.sending import Refusal
+
 
 class MaildError(Exception):
     """Base class: a failure with a message meant for a person."""
@@ -26,14 +30,20 @@ class AuthError(MaildError):
 
 class SendError(MaildError):
     """SMTP connection, login or delivery failure. `reason`, on a permanent failure,
-    names why the message cannot reach its recipients (e.g. `smtputf8-unsupported`):
-    the outbox records it on the ticket as a `delivery_failed` event."""
+    names why the message cannot reach its recipients (e.g. `smtputf8-unsupported`,
+    `refused`): the outbox records it on the ticket as a `delivery_failed` event per
+    recipient, with the server's reply per address when `refused` has them.
+    `connection_lost`: the connection is gone (refused, dropped, timed out), so the
+    rest of a batch waits for the next run instead of trying it now."""
 
     def __init__(self, message: str, *, permanent: bool = False,
-                 reason: str | None = None) -> None:
+                 reason: str | None = None, refused: tuple[Refusal, ...] = (),
+                 connection_lost: bool = False) -> None:
         super().__init__(message)
         self.permanent = permanent
         self.reason = reason
+        self.refused = refused
+        self.connection_lost = connection_lost
 
 
 class RuleError(MaildError):

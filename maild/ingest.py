@@ -36,7 +36,7 @@ from maild.parse import DEFAULT_LIMITS, ParsedMessage, ParseLimits, parse_messag
 from maild.routing import RouteContext
 from maild.store import repo
 from maild.store.models import FolderState, Quarantine
-from maild.tickets import Incoming, StoredMessage, TicketWriter
+from maild.tickets import Incoming, StoredMessage, TicketWriter, log_stored
 
 log = logging.getLogger("maild.ingest")
 
@@ -223,6 +223,7 @@ class Ingestor:
         if stored is not None:
             for handler in self.handlers:
                 handler.handle(session, stored, parsed)
+            log_stored(session, stored)  # where it ended, written once committed
         return stored
 
     @staticmethod

@@ -5,8 +5,9 @@ mail: it finds the customer's last message, renders the macro in the sandbox
 (`maild.macros.render`), composes a threaded reply (In-Reply-To and
 References to that message, `[#ID]` in the subject) and queues it in the
 outbox as a human reply (`auto=False`: it counts as an agent reply once it is
-sent), then applies the macro's actions, recording a `status` event
-{"from", "to"} for every status change. Works inside the caller's transaction
+sent), then applies the macro's actions: tags and assignee at once, a status
+change once the server accepts the reply (the outbox row carries it), recording
+a `status` event {"from", "to"} for every status change. Works inside the caller's transaction
 and never commits; it sends nothing itself (the outbox sender does), does no
 IMAP, and never prints.
 """
@@ -188,18 +189,27 @@ def send_reply(session: Session, reply: PreparedReply, *, now: datetime, actor: 
                calendar: BusinessCalendar | None = None) -> SentReply:
     """Queue the reply (kind `macro`, a human reply) and apply the macro's actions.
 
-    `change` adds to the macro's own actions; its status wins over the macro's.
+    `change` adds to the macro's own actions; its status wins over the macro's. Tags
+    and assignee apply now; a status change waits for the reply (the outbox applies it
+    when the server accepts the reply, and withholds it with an event if the reply
+    fails for good): the ticket never says solved over an unsent answer.
     """
     out = compose_reply(reply, now)
-    enqueue(session, out, mailbox_id=reply.mailbox_id, ticket_id=reply.ticket_id,
-            kind="macro", now=now, auto=False)
-    repo.add_event(session, reply.ticket_id, now, "macro", actor=actor, name=reply.macro.name,
-                   language=reply.macro.language, message_id=out.message_id)
     extra = change or TicketChange()
     actions = reply.macro.actions
+    status = extra.status or actions.status
+    if status is not None and status not in AGENT_STATUSES:
+        raise ValueError(f"status {status!r} is not one of {', '.join(AGENT_STATUSES)}")
+    enqueue(session, out, mailbox_id=reply.mailbox_id, ticket_id=reply.ticket_id,
+            kind="macro", now=now, auto=False,
+            on_sent={"status": status, "actor": actor} if status else None)
+    repo.add_event(session, reply.ticket_id, now, "macro", actor=actor, name=reply.macro.name,
+                   language=reply.macro.language, message_id=out.message_id)
     done = apply_change(session, get_ticket(session, reply.ticket_id), TicketChange(
-        status=extra.status or actions.status, tags=(*actions.tags, *extra.tags),
-        assignee=extra.assignee), now=now, actor=actor, calendar=calendar)
+        tags=(*actions.tags, *extra.tags), assignee=extra.assignee), now=now, actor=actor,
+        calendar=calendar)
+    if status is not None:
+        done.insert(0, f"status {status} once the reply is sent")
     return SentReply(out.message_id, reply.to, tuple(done))
 
 

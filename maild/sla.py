@@ -39,6 +39,7 @@ from sqlalchemy.sql.functions import FunctionElement
 
 from maild.calendar import BusinessCalendar
 from maild.store import repo
+from maild.store.after_commit import log_after_commit
 from maild.store.models import Event, Ticket
 
 log = logging.getLogger("maild.sla")
@@ -231,10 +232,10 @@ def _log(session: Session, level: int, due: InstrumentedAttribute[Any], ids: lis
     if len(ids) <= LOG_EACH_UP_TO:
         for tid, at in session.execute(select(Ticket.id, due).where(Ticket.id.in_(ids))
                                        .order_by(Ticket.id)):
-            log.log(level, each, tid, _iso(at))
+            log_after_commit(session, log, level, each, tid, _iso(at))
         return
-    log.log(level, many + " (ids %s, ...)", len(ids),
-            ", ".join(str(tid) for tid in ids[:LOG_EACH_UP_TO]))
+    log_after_commit(session, log, level, many + " (ids %s, ...)", len(ids),
+                     ", ".join(str(tid) for tid in ids[:LOG_EACH_UP_TO]))
 
 
 def auto_solve_pending(session: Session, now: datetime, days: int) -> list[int]:

@@ -6,9 +6,10 @@ agent_replies; a customer's mail on a solved or pending ticket reopens it;
 machine mail is stored `auto` and changes nothing on a customer's ticket (a
 bounce of our mail records `delivery_failed`), and opens only `filtered` ones.
 Arrival time follows DESIGN.md "Metric definitions". Works inside the caller's
-transaction; never commits. Ingest announces each batch (`prepare`), so the
-lookups take one query per kind for the whole batch (`maild.store.batch`);
-without that, each message asks SQL.
+transaction; never commits, and logs only through `log_after_commit` (the
+caller says where a message ended with `log_stored`). Ingest announces each
+batch (`prepare`), so the lookups take one query per kind for the whole batch
+(`maild.store.batch`); without that, each message asks SQL.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from maild.parse import ParsedMessage
 from maild.routing import Route, RouteContext, route_message
 from maild.sla import answered, reopened, set_status
 from maild.store import repo
+from maild.store.after_commit import log_after_commit
 from maild.store.batch import BatchLookup
 from maild.store.ids import IdAllocator
 from maild.store.models import Customer, MessageRow, MessageSource, Ticket
@@ -77,6 +79,21 @@ def arrival_time(parsed: ParsedMessage, internaldate: datetime | None, outbound:
 def responder_name(name: str, address: str) -> str:
     """How KPIs name an agent: the display name of the reply's From, else its address."""
     return name.strip() or address or "(unknown)"
+
+
+def log_stored(session: Session, stored: StoredMessage) -> None:
+    """Log where a message was stored, once that is committed: call it when nothing will
+    move the message any more (after the ingest handlers: command mail is moved to the
+    ticket its subject names, and the ticket it opened is removed)."""
+    ticket_id = stored.row.ticket.id
+    moved = ticket_id != stored.ticket.id
+    cls = stored.route.classification if stored.route is not None else None
+    log_after_commit(session, log, logging.INFO, "ticket #%d %s: %s %s message %s (%s; %s)",
+                     ticket_id, "opened" if stored.new_ticket and not moved else "joined",
+                     "outbound" if stored.outbound else "inbound",
+                     (cls.kind or cls.sender) if cls else "", stored.row.message_id,
+                     "moved: command mail" if moved else stored.thread_reason,
+                     cls.reason if cls else "")
 
 
 class TicketWriter:
@@ -211,9 +228,6 @@ class TicketWriter:
                        message_id=parsed.message_id, reason=decision.reason,
                        direction="out" if route.outbound else "in", sender=cls.sender,
                        **({"mail_kind": cls.kind} if cls.kind else {}), marker=cls.reason)
-        log.info("ticket #%d %s: %s %s message %s (%s; %s)", ticket.id,
-                 "opened" if new else "joined", "outbound" if route.outbound else "inbound",
-                 cls.kind or cls.sender, parsed.message_id, decision.reason, cls.reason)
         if new and ticket.status == "filtered":
             repo.add_event(self.session, ticket.id, arrived, "filtered",
                            mail_kind=ticket.filtered_kind, reason=ticket.filtered_reason)
@@ -329,9 +343,10 @@ class TicketWriter:
         if answered_at is None or arrived >= answered_at:
             return arrived
         timed = max(internaldate or now, answered_at)
-        log.info("ticket #%d: reply %s dated %s, before the customer's message of %s it "
-                 "answers: timed %s (its arrival)", ticket.id, parsed.message_id,
-                 arrived.isoformat(), answered_at.isoformat(), timed.isoformat())
+        log_after_commit(self.session, log, logging.INFO,
+                         "ticket #%d: reply %s dated %s, before the customer's message of %s "
+                         "it answers: timed %s (its arrival)", ticket.id, parsed.message_id,
+                         arrived.isoformat(), answered_at.isoformat(), timed.isoformat())
         return timed
 
     def _agent_reply(self, ticket: Ticket, row: MessageRow, arrived: datetime) -> None:

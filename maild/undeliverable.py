@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from maild.bounces import BounceDetails
 from maild.compose import one_line
 from maild.store import repo
+from maild.store.after_commit import log_after_commit
 
 log = logging.getLogger("maild.undeliverable")
 
@@ -29,8 +30,8 @@ def delivery_failed(session: Session, ticket_id: int, at: datetime, *, address: 
     if message_id:
         detail["message_id"] = message_id
     repo.add_event(session, ticket_id, at, "delivery_failed", **detail)
-    log.warning("ticket #%d: delivery to %s failed (%s %s)", ticket_id, address, status,
-                detail["diagnostic"][:200])
+    log_after_commit(session, log, logging.WARNING, "ticket #%d: delivery to %s failed (%s %s)",
+                     ticket_id, address, status, detail["diagnostic"][:200])
 
 
 def record_bounce(session: Session, ticket_id: int, details: BounceDetails, message_id: str,

@@ -186,7 +186,9 @@ is stored raw with only its headers parsed, so it still lands in a ticket.
 Retries of outgoing mail. A temporary failure is retried after `retry_base_seconds`, doubling
 each attempt up to `retry_max_seconds`; after `max_attempts`, or on a permanent (5xx)
 refusal, the message is marked failed (with an event on the ticket and an ERROR log line),
-never silently dropped. Every retry reuses the same Message-ID.
+never silently dropped. Every retry reuses the same Message-ID. A message claimed
+`max_attempts` times without ever being marked sent (a crash, or a database refusing the
+mark, after each send) is held, not sent again (see [operations.md](operations.md)).
 """,
 }
 

@@ -8,6 +8,7 @@ import email.policy
 import json
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -185,19 +186,20 @@ def test_reply_is_threaded_human_mail_and_applies_status(app: App) -> None:
         assert reply.in_reply_to == "<m2@example.org>"
         assert reply.subject == "Re: Order missing [#1]" and "Ayşe" in reply.body
         sent = send_reply(s, reply, now=app.clock.now(), actor="Ayşe")
-    assert sent.done == ("status solved",)
+    assert sent.done == ("status solved once the reply is sent",)
     [msg] = outbox(app, "macro")
     assert msg["In-Reply-To"] == "<m2@example.org>" and msg["Auto-Submitted"] is None
     assert msg["References"] == "<m1@example.org> <m2@example.org>"
     assert msg["To"] == "Ann Customer <ann@example.org>"
-    t = ticket(app)
-    assert t.status == "solved" and t.solved_at == app.clock.now()
-    [status] = events(app, "status")
-    assert status.detail == {"from": "new", "to": "solved"} and status.actor == "Ayşe"
+    assert ticket(app).status == "new" and events(app, "status") == []  # not sent yet
+    app.clock.set(utc(2026, 11, 2, 10, 1))  # type: ignore[attr-defined]
     deliver(app)
     t = ticket(app)
-    assert t.first_response_at == app.clock.now() and t.agent_replies == 1
-    assert t.status == "solved"
+    assert t.first_response_at == utc(2026, 11, 2, 10) and t.agent_replies == 1  # its Date
+    assert t.status == "solved" and t.solved_at == app.clock.now()
+    [status] = events(app, "status")
+    assert status.detail == {"from": "open", "to": "solved", "reason": "reply_sent"}
+    assert status.actor == "Ayşe"
     with app.sessions.begin() as s:
         assert set_status(s, s.get_one(Ticket, 1), "open", now=app.clock.now(), actor="x")
     assert ticket(app).solved_at is None
@@ -219,7 +221,9 @@ def test_command_mail_from_agent_sends_macro_and_confirms(app: App) -> None:
     ingest(app, raw_mail(frm="Ayse <ayse@example.com>", msgid="<c1@example.com>",
                          subject="[#1] please close", body="#macro resolved\n#tag vip\n\nta"), 2)
     t = ticket(app)
-    assert t.status == "solved" and "vip" in t.tags
+    assert t.status == "new" and "vip" in t.tags  # solved once the reply is sent
+    deliver(app)
+    assert ticket(app).status == "solved"
     with app.sessions() as s:
         assert s.scalar(select(Ticket.id).where(Ticket.id == 2)) is None  # no stray ticket
         tickets = {e.ticket_id for e in s.scalars(select(Event).where(Event.kind == "joined"))}
@@ -268,12 +272,15 @@ def test_command_in_thread_does_not_reopen_or_count_as_customer(app: App, status
     assert events(app, "sla_resumed") == [] and len(events(app, "command")) == 1
 
 
-def test_pending_macro_pauses_the_sla_clock(app: App) -> None:
+def test_pending_macro_pauses_the_sla_clock_once_sent(app: App) -> None:
     ingest(app, raw_mail(body=PASSWORD), 1)
     with app.sessions.begin() as s:
         reply = prepare_reply(s, app.automation(), 1, "request-details", agent=Agent("A"),
                               now=app.clock.now())
         send_reply(s, reply, now=app.clock.now(), actor="A", calendar=app.automation().calendar)
+    assert ticket(app).status == "new"
+    app.clock.set(utc(2026, 11, 2, 10, 5))  # type: ignore[attr-defined]
+    deliver(app)
     t = ticket(app)
     assert t.status == "pending" and t.pending_since == app.clock.now()
 
@@ -335,7 +342,12 @@ def test_cli_reply_prints_edits_and_queues(cli_config: Path, tmp_path: Path,
     assert run_cli(cli_config, "reply", "1", "--macro", "resolved", "--edit", "--send",
                    "--json") == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["queued"] and out["body"] == "Edited body.\n" and out["done"] == ["status solved"]
+    assert out["queued"] and out["body"] == "Edited body.\n"
+    assert out["done"] == ["status solved once the reply is sent"]
+    assert run_cli(cli_config, "tickets", "show", "1", "--json") == 0
+    assert json.loads(capsys.readouterr().out)["status"] == "new"  # not sent yet
+    later = FixedClock(datetime.now(UTC) + timedelta(minutes=1))  # the CLI ran on real time
+    deliver(build_app(load_config(cli_config), later, environ={}))
     assert run_cli(cli_config, "tickets", "show", "1", "--json") == 0
     shown_ticket = json.loads(capsys.readouterr().out)
     assert shown_ticket["status"] == "solved"
@@ -367,3 +379,20 @@ def test_cli_macros_list_and_render(cli_config: Path,
     assert rendered["language"] == "tr" and rendered["subject"].endswith("[#1]")
     assert run_cli(cli_config, "macros", "render", "nope", "--ticket", "1") == 2
     assert "no macro named 'nope'" in capsys.readouterr().err
+
+
+def test_a_status_waiting_for_its_reply_is_withheld_if_the_customer_wrote_since(
+        app: App) -> None:
+    ingest(app, raw_mail(body=PASSWORD), 1)
+    with app.sessions.begin() as s:
+        reply = prepare_reply(s, app.automation(), 1, "resolved", agent=Agent("A"),
+                              now=app.clock.now())
+        sent = send_reply(s, reply, now=app.clock.now(), actor="A")
+    app.clock.set(utc(2026, 11, 2, 10, 30))  # type: ignore[attr-defined]
+    ingest(app, raw_mail(msgid="<m2@example.org>", subject="Re: Order missing [#1]",
+                         in_reply_to="<m1@example.org>", body="One more thing!"), 2)
+    deliver(app)
+    assert ticket(app).status == "open"  # answered, but not solved over the new message
+    [withheld] = events(app, "status_withheld")
+    assert withheld.detail == {"status": "solved", "message_id": sent.message_id,
+                               "reason": "the customer wrote after the reply was queued"}

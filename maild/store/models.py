@@ -270,7 +270,8 @@ class OutboxRow(Base):
     subject: Mapped[str] = mapped_column(Text, default="")
     raw: Mapped[bytes] = mapped_column(LargeBinary)
     auto: Mapped[bool] = mapped_column(Boolean, default=True)
-    status: Mapped[str] = mapped_column(String(16), default="queued")  # queued|sending|sent|failed
+    # queued|sending|sent|failed|held (held: sent maybe, never marked; not sent again)
+    status: Mapped[str] = mapped_column(String(16), default="queued")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime]
     claimed_at: Mapped[datetime | None]
@@ -278,3 +279,5 @@ class OutboxRow(Base):
     created_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
     in_sent_folder: Mapped[bool] = mapped_column(Boolean, default=False)
+    # applied to the ticket once the server accepts the message: {"status", "actor"}
+    on_sent: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)

@@ -90,7 +90,8 @@ def test_reply_send_reaches_customer_threaded(dovecot: DovecotServer, imap_accou
         config, imap_account, 1)["status"] == "new"  # printing changes nothing
     out = cli_json(config, imap_account, "reply", "1", "--macro", "resolved", "--send",
                    "--agent", "Ayşe")
-    assert out["done"] == ["status solved"]
+    assert out["done"] == ["status solved once the reply is sent"]
+    assert show_json(config, imap_account, 1)["status"] == "new"  # not before it is sent
     run_maild(config, imap_account, "run", "--once")
     smtp_sink.wait_for(2)
     [reply] = [parsed(m) for m in folder_messages(customer, "INBOX")
@@ -102,7 +103,7 @@ def test_reply_send_reaches_customer_threaded(dovecot: DovecotServer, imap_accou
     assert ticket["status"] == "solved" and ticket["agent_replies"] == 1
     assert ticket["first_response_at"] is not None
     assert [(e["from"], e["to"]) for e in ticket["events"] if e["kind"] == "status"] == [
-        ("new", "solved")]
+        ("open", "solved")]  # the reply, once sent, made it open
     assert any(out["message_id"].encode() in m for m in folder_messages(imap_account, "Sent"))
 
 

@@ -149,7 +149,7 @@ def test_smtp_down_then_back_delivers_exactly_once(imap_account: ImapAccount, db
 CRASH_AFTER_SEND = """
 import os, signal, sys
 from maild import outbox
-def die(self, row_id):
+def die(self, row_id, *rest):
     os.kill(os.getpid(), signal.SIGKILL)
 outbox.OutboxSender._mark_sent = die
 from maild.cli import main
