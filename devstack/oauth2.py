@@ -22,6 +22,7 @@ It must not listen anywhere but 127.0.0.1, talk to any real provider, or be used
 
 from __future__ import annotations
 
+import base64
 import json
 import ssl
 import threading
@@ -321,6 +322,18 @@ def _error(error: str, code: int, text: str) -> dict[str, Any]:
             "error_codes": [code], "timestamp": time.strftime("%Y-%m-%d %H:%M:%SZ")}
 
 
+def _basic_auth(header: str) -> dict[str, str]:
+    """RFC 6749 2.3.1 client_secret_basic: the client id and secret from the header."""
+    if not header.startswith("Basic "):
+        return {}
+    try:
+        user, _, password = base64.b64decode(header[6:]).decode().partition(":")
+    except ValueError:
+        return {}
+    return {"client_id": urllib.parse.unquote_plus(user),
+            "client_secret": urllib.parse.unquote_plus(password)}
+
+
 def _make_handler(server: TokenServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
@@ -361,6 +374,7 @@ def _make_handler(server: TokenServer) -> type[BaseHTTPRequestHandler]:
             parts = self.path.split("?")[0].strip("/").split("/")
             length = int(self.headers.get("Content-Length") or 0)
             form = dict(urllib.parse.parse_qsl(self.rfile.read(length).decode()))
+            form.update(_basic_auth(self.headers.get("Authorization", "")))
             if len(parts) == 4 and parts[1:] == ["oauth2", "v2.0", "token"]:
                 self._reply(*server._grant(parts[0], form))
             elif len(parts) == 4 and parts[1:] == ["oauth2", "v2.0", "devicecode"]:

@@ -80,6 +80,7 @@ class UserGrants:
     codes: dict[str, AuthCode] = field(default_factory=dict)
     refresh_tokens: dict[str, RefreshRecord] = field(default_factory=dict)
     refreshes: int = 0
+    issued_refresh_tokens: list[str] = field(default_factory=list)  # for log greps
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     # ------------------------------------------------------------ test controls
@@ -238,6 +239,7 @@ class UserGrants:
             rt = secrets.token_urlsafe(40)
             with self.lock:
                 self.refresh_tokens[rt] = RefreshRecord(client_id, user, scope)
+                self.issued_refresh_tokens.append(rt)
             body["refresh_token"] = rt
         if microsoft:  # msal builds its account from client_info and the id_token
             oid = hashlib.sha256(user.encode()).hexdigest()[:32]
@@ -249,5 +251,6 @@ class UserGrants:
             body["id_token"] = jwt.encode(
                 {"aud": client_id, "iss": f"https://login.example/{tid}/v2.0", "sub": oid,
                  "oid": oid, "tid": tid, "preferred_username": user, "iat": now,
-                 "exp": now + 3600}, "not-verified-by-msal", algorithm="HS256")
+                 "exp": now + 3600}, "the stand-in id_token key (msal does not verify it)",
+                algorithm="HS256")
         return body

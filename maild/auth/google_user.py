@@ -12,6 +12,7 @@ the command to run; the client secret, tokens and codes never appear in it.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -75,6 +76,8 @@ def installed_app_login(*, client_id: str, client_secret: str, scopes: tuple[str
                                                autogenerate_code_verifier=True)
     flow.oauth2session.trust_env = False
     flow.oauth2session.verify = ca_file or True
+    # Its redirect server logs each request line, and that line holds the authorization code.
+    logging.getLogger("google_auth_oauthlib.flow").setLevel(logging.WARNING)
     try:
         creds = flow.run_local_server(
             host="localhost", port=port, open_browser=False,
