@@ -45,7 +45,7 @@ def token_source(o: OAuth2Config, cfg: Config, where: str, subject: str,
     elif o.flow == "refresh_token" and o.token_file:
         grant = refresh_grant(o, cfg, where, subject, environ)
     else:
-        raise ConfigError(f"{where}.flow: {o.flow} is not supported yet")
+        raise ConfigError(f"{where}: flow {o.flow} is missing its credential keys")
     return CachedTokenSource(grant)
 
 
