@@ -69,6 +69,8 @@ def login(cfg: Config, table: Table, say: Callable[[str], None], *, port: int = 
     o = table.oauth2
     ca_file = str(cfg.resolve(o.ca_file)) if o.ca_file else None
     if o.provider == "microsoft":
+        say(f"Sign in as {table.login}, or for a shared mailbox as a person with FullAccess "
+            "on it.")
         grant = device_login(public_client(o, cfg), o.scopes, table.login, say)
     else:
         grant = installed_app_login(

@@ -56,6 +56,13 @@ class Consent:
     config: Path
 
 
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """The consent flows do not depend on the database: one backend is enough here (the
+    first test runs on both)."""
+    return f"sqlite:///{tmp_path / 'maild.db'}"
+
+
 def new_address(dovecot: DovecotServer) -> str:
     address = f"support-{uuid.uuid4().hex[:10]}@example.com"
     dovecot.add_oauth_user(address)
@@ -228,8 +235,8 @@ def test_microsoft_device_code_login_then_imap_and_smtp_with_rotated_refresh_tok
 
 def test_microsoft_revoked_refresh_token_is_one_line_saying_to_log_in_again(
         oauth_dovecot: DovecotServer, token_server: TokenServer, sink: SmtpSink,
-        db_url: str, tmp_path: Path) -> None:
-    c = microsoft_consent(oauth_dovecot, token_server, db_url, sink, tmp_path)
+        sqlite_url: str, tmp_path: Path) -> None:
+    c = microsoft_consent(oauth_dovecot, token_server, sqlite_url, sink, tmp_path)
     device_code_login(c, token_server, c.address)
     maild(c, "db", "upgrade")
     assert token_server.users.revoke(c.address) >= 1
@@ -247,9 +254,9 @@ def test_microsoft_revoked_refresh_token_is_one_line_saying_to_log_in_again(
 
 
 def test_device_code_declined_stores_nothing(
-        oauth_dovecot: DovecotServer, token_server: TokenServer, db_url: str,
+        oauth_dovecot: DovecotServer, token_server: TokenServer, sqlite_url: str,
         tmp_path: Path) -> None:
-    c = microsoft_consent(oauth_dovecot, token_server, db_url, None, tmp_path)
+    c = microsoft_consent(oauth_dovecot, token_server, sqlite_url, None, tmp_path)
     proc = start_login(c)
     found, _ = read_until(proc, r"open the page (\S+) and enter the code (\S+)")
     https_get(f"{found.group(1)}?user_code={found.group(2)}&login={c.address}&decline=1",
@@ -264,8 +271,8 @@ def test_device_code_declined_stores_nothing(
 
 def test_google_installed_app_login_with_pkce_then_imap_and_smtp(
         oauth_dovecot: DovecotServer, token_server: TokenServer, sink: SmtpSink,
-        db_url: str, tmp_path: Path) -> None:
-    c = google_consent(oauth_dovecot, token_server, db_url, sink, tmp_path)
+        sqlite_url: str, tmp_path: Path) -> None:
+    c = google_consent(oauth_dovecot, token_server, sqlite_url, sink, tmp_path)
     login = loopback_login(c, token_server, c.address)
     stored = assert_token_file_private(c)
     assert stored["provider"] == "google" and stored["refresh_token"]
@@ -287,9 +294,9 @@ def test_google_installed_app_login_with_pkce_then_imap_and_smtp(
 
 
 def test_google_login_with_a_wrong_client_secret_stores_nothing(
-        oauth_dovecot: DovecotServer, token_server: TokenServer, db_url: str,
+        oauth_dovecot: DovecotServer, token_server: TokenServer, sqlite_url: str,
         tmp_path: Path) -> None:
-    c = google_consent(oauth_dovecot, token_server, db_url, None, tmp_path)
+    c = google_consent(oauth_dovecot, token_server, sqlite_url, None, tmp_path)
     wrong = Consent(c.address, c.client_id, "GOCSPX-wrong", c.token_file, c.config)
     proc = start_login(wrong)
     found, _ = read_until(proc, r"^(https://\S+)$")
@@ -318,7 +325,7 @@ def make_certificate(tmp: Path, name: str) -> tuple[Path, x509.Certificate]:
 
 def test_microsoft_app_with_a_certificate_instead_of_a_secret(
         oauth_dovecot: DovecotServer, token_server: TokenServer, sink: SmtpSink,
-        db_url: str, tmp_path: Path) -> None:
+        sqlite_url: str, tmp_path: Path) -> None:
     address = new_address(oauth_dovecot)
     client_id = f"cert-{uuid.uuid4().hex[:8]}"
     pem, cert = make_certificate(tmp_path, "app")
@@ -328,7 +335,7 @@ def test_microsoft_app_with_a_certificate_instead_of_a_secret(
               f'certificate_file = "{pem}"\nauthority = "{token_server.authority(TENANT)}"\n'
               f'ca_file = "{token_server.ca_file}"\n')
     c = Consent(address, client_id, None, tmp_path / "unused.json",
-                write_config(tmp_path, address, oauth_dovecot, db_url, sink, oauth2))
+                write_config(tmp_path, address, oauth_dovecot, sqlite_url, sink, oauth2))
     maild(c, "db", "upgrade")
     run = ingest_and_reply(c, oauth_dovecot, sink, "Certificate")
     assert "PRIVATE KEY" not in run.stdout + run.stderr
@@ -355,9 +362,9 @@ def bearer_only_dovecot() -> Iterator[DovecotServer]:
 
 
 def test_imap_login_with_oauthbearer_where_the_server_offers_only_that(
-        bearer_only_dovecot: DovecotServer, token_server: TokenServer, db_url: str,
+        bearer_only_dovecot: DovecotServer, token_server: TokenServer, sqlite_url: str,
         tmp_path: Path) -> None:
-    c = microsoft_consent(bearer_only_dovecot, token_server, db_url, None, tmp_path)
+    c = microsoft_consent(bearer_only_dovecot, token_server, sqlite_url, None, tmp_path)
     device_code_login(c, token_server, c.address)
     maild(c, "db", "upgrade")
     customer = bearer_only_dovecot.create_account(prefix="customer", domain="example.org")
@@ -373,8 +380,8 @@ def test_imap_login_with_oauthbearer_where_the_server_offers_only_that(
 @pytest.mark.slow
 def test_daemon_renews_5_second_tokens_from_the_refresh_token(
         oauth_dovecot: DovecotServer, token_server: TokenServer, sink: SmtpSink,
-        db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    c = microsoft_consent(oauth_dovecot, token_server, db_url, sink, tmp_path)
+        sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    c = microsoft_consent(oauth_dovecot, token_server, sqlite_url, sink, tmp_path)
     device_code_login(c, token_server, c.address)
     maild(c, "db", "upgrade")
     monkeypatch.setattr(token_server, "lifetime", 5)
@@ -399,3 +406,35 @@ def test_daemon_renews_5_second_tokens_from_the_refresh_token(
     logins = oauth_dovecot.log_path.read_text().count(
         f"Login: user=<{c.address}>, method=XOAUTH2")
     assert logins >= 3
+
+
+@pytest.mark.slow
+def test_daemon_reports_a_revoked_grant_and_recovers_after_a_new_login(
+        oauth_dovecot: DovecotServer, token_server: TokenServer, sink: SmtpSink,
+        sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    c = microsoft_consent(oauth_dovecot, token_server, sqlite_url, sink, tmp_path)
+    device_code_login(c, token_server, c.address)
+    maild(c, "db", "upgrade")
+    monkeypatch.setattr(token_server, "lifetime", 5)
+    customers = [oauth_dovecot.create_account(prefix="customer", domain="example.org")
+                 for _ in range(2)]
+    account = ImapAccount(c.address, "", "localhost", oauth_dovecot.imap_port, 0,
+                          oauth_dovecot.ca_file)
+    before = len(sink.messages)
+    with Daemon(c.config, account) as daemon:
+        oauth_dovecot.deliver(c.address, customer_mail(
+            customers[0].address, c.address, "First", f"<v0-{c.client_id}@x>"))
+        wait_until(lambda: len(sink.messages) == before + 1, 30, "the first reply", daemon.log)
+        token_server.users.revoke(c.address)
+        wait_until(lambda: "AADSTS50173" in daemon.output, 30, "the refusal", daemon.log)
+        device_code_login(c, token_server, c.address)  # the daemon reads the new file
+        oauth_dovecot.deliver(c.address, customer_mail(
+            customers[1].address, c.address, "Second", f"<v1-{c.client_id}@x>"))
+        wait_until(lambda: len(sink.messages) == before + 2, 60, "the second reply",
+                   daemon.log)
+        assert daemon.stop() == 0
+    refusals = [x for x in daemon.output.splitlines() if "AADSTS50173" in x]
+    assert refusals and all(f"run `maild auth login --mailbox {c.address}`" in x
+                            for x in refusals)
+    assert len(refusals) < 20 and "Traceback" not in daemon.output  # backoff, no busy loop
+    assert_no_secrets(token_server, c, daemon.output)
