@@ -34,7 +34,14 @@ from devstack.dovecot import DovecotServer, ImapAccount, make_workdir
 from devstack.maildconfig import maild_config_text
 from devstack.oauth2 import TokenServer
 from devstack.smtpsink import SmtpSink
-from tests.integration.stack import REPO, Daemon, folder_messages, maild_cmd, wait_until
+from tests.integration.stack import (
+    REPO,
+    Daemon,
+    assert_each_once,
+    folder_messages,
+    maild_cmd,
+    wait_until,
+)
 from tests.integration.test_oauth2 import (  # noqa: F401  (fixtures)
     customer_mail,
     oauth_dovecot,
@@ -58,8 +65,7 @@ class Consent:
 
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
-    """The consent flows do not depend on the database: one backend is enough here (the
-    first test runs on both)."""
+    """The consent flows do not depend on the database: one backend is enough here."""
     return f"sqlite:///{tmp_path / 'maild.db'}"
 
 
@@ -154,9 +160,9 @@ def finish(proc: subprocess.Popen[str], seen: str) -> str:
     return seen + out + err
 
 
-def device_code_login(c: Consent, tokens: TokenServer, user: str) -> str:
+def device_code_login(c: Consent, tokens: TokenServer, user: str, *extra: str) -> str:
     """`maild auth login` with the test as the person who opens the page and types the code."""
-    proc = start_login(c)
+    proc = start_login(c, *extra)
     found, seen = read_until(proc, r"open the page (\S+) and enter the code (\S+)")
     https_get(f"{found.group(1)}?user_code={found.group(2)}&login={user}", tokens.ca_file)
     return finish(proc, seen)
@@ -204,8 +210,8 @@ def ingest_and_reply(c: Consent, dovecot: DovecotServer, sink: SmtpSink, subject
 
 def test_microsoft_device_code_login_then_imap_and_smtp_with_rotated_refresh_tokens(
         oauth_dovecot: DovecotServer, token_server: TokenServer, sink: SmtpSink,
-        db_url: str, tmp_path: Path) -> None:
-    c = microsoft_consent(oauth_dovecot, token_server, db_url, sink, tmp_path)
+        sqlite_url: str, tmp_path: Path) -> None:
+    c = microsoft_consent(oauth_dovecot, token_server, sqlite_url, sink, tmp_path)
     login = device_code_login(c, token_server, c.address)
     assert f"logged in: {c.address} for {c.address} (microsoft)" in login
     stored = assert_token_file_private(c)
@@ -248,7 +254,9 @@ def test_microsoft_revoked_refresh_token_is_one_line_saying_to_log_in_again(
     assert f"run `maild auth login --mailbox {c.address}`" in lines[0]
     assert sink.messages == [] or all(m.auth_user != c.address for m in sink.messages)
     # Logging in again fixes it.
-    device_code_login(c, token_server, c.address)
+    out = device_code_login(c, token_server, c.address, "--json")
+    status = json.loads(out[out.index("{"):])
+    assert (status["account"], status["state"]) == (c.address, "ok")
     ingest_and_reply(c, oauth_dovecot, sink, "After the new login")
     assert_no_secrets(token_server, c, run.stdout, run.stderr)
 
@@ -400,6 +408,7 @@ def test_daemon_renews_5_second_tokens_from_the_refresh_token(
                        f"ETA reply {i}", daemon.log)
         assert daemon.stop() == 0
     assert all(len(folder_messages(x, "INBOX")) == 1 for x in customers)
+    assert_each_once(sqlite_url, 2, replies_queued=True)
     assert token_server.users.live_refresh_tokens(c.address) == 1
     assert " ERROR " not in daemon.output
     assert_no_secrets(token_server, c, daemon.output)
