@@ -297,9 +297,11 @@ class DovecotServer:
     host = "127.0.0.1"
 
     def __init__(self, workdir: str | os.PathLike[str], *, startup_timeout: float = 10.0,
-                 oauth2: bool = False) -> None:
+                 oauth2: bool = False,
+                 oauth2_mechanisms: tuple[str, ...] = ("xoauth2", "oauthbearer")) -> None:
         self.workdir = Path(workdir).resolve()
         self.oauth2 = oauth2
+        self.oauth2_mechanisms = oauth2_mechanisms  # e.g. ("oauthbearer",) to offer only that
         self.oauth2_keys_dir = self.workdir / "oauth2-keys"
         self.oauth_users_dir = self.workdir / "oauth-users"
         self.startup_timeout = startup_timeout
@@ -531,7 +533,8 @@ class DovecotServer:
             cert=self.cert_file,
             key=self.key_file,
             users=self.users_dir,
-            oauth2_mechanisms=" xoauth2 oauthbearer" if self.oauth2 else "",
+            oauth2_mechanisms="".join(f" {m}" for m in self.oauth2_mechanisms)
+            if self.oauth2 else "",
             oauth2_dbs=_OAUTH2_DBS.format(oauth2_conf=self.workdir / "dovecot-oauth2.conf.ext",
                                           oauth_users=self.oauth_users_dir)
             if self.oauth2 else "",

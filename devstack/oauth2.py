@@ -10,7 +10,11 @@ and of Google's service-account grant (RFC 7523 jwt-bearer at ``/google/token``;
 ``azp`` = the client id, ``scope``) signed with one RSA key, whose public half Dovecot's
 ``oauth2`` passdb and the SMTP sink verify (``validate_token``). Refusals are RFC 6749
 error JSON (AADSTS-style descriptions for Microsoft). ``lifetime`` sets how long new
-tokens live.
+tokens live. Microsoft apps may authenticate with a certificate (RFC 7523 client assertion,
+checked against the certificate the test registered). ``users`` (``devstack.oauth2_user``)
+adds the person's grants: device code at ``/<tenant>/oauth2/v2.0/devicecode`` (approved at
+``/<tenant>/devicelogin``), authorization code with PKCE at ``/google/auth`` (a redirect to
+the loopback port), and refresh tokens with rotation and revocation.
 
 It must not listen anywhere but 127.0.0.1, talk to any real provider, or be used by
 ``maild`` at runtime. It never logs secrets or tokens.
@@ -18,6 +22,7 @@ It must not listen anywhere but 127.0.0.1, talk to any real provider, or be used
 
 from __future__ import annotations
 
+import base64
 import json
 import ssl
 import threading
@@ -30,21 +35,24 @@ from pathlib import Path
 from typing import Any
 
 import jwt
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from devstack.dovecot import free_ports
+from devstack.oauth2_user import DEVICE_CODE, UserGrants
 
 APP_SCOPE = "https://outlook.office365.com/.default"
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+CLIENT_ASSERTION = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 GOOGLE_AUDIENCE = "https://oauth2.googleapis.com/token"
 
 
 @dataclass(frozen=True)
 class OAuthClient:
     client_id: str
-    secret: str
+    secret: str | None
     mailbox: str  # the address its tokens are good for (the `email` claim)
+    certificate: Any = None  # an x509.Certificate: RFC 7523 client assertions signed by it
 
 
 @dataclass(frozen=True)
@@ -95,6 +103,7 @@ class TokenServer:
         self._accounts: dict[str, ServiceAccount] = {}
         self._issued: list[Issued] = []
         self._lock = threading.Lock()
+        self.users = UserGrants(mint=self._mint_issued, lifetime=lambda: self.lifetime)
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -187,6 +196,56 @@ class TokenServer:
             self._issued.append(Issued(account.client_id, subject, now, now + lifetime))
         return 200, {"access_token": token, "expires_in": lifetime, "token_type": "Bearer"}
 
+    def add_certificate_client(self, client_id: str, certificate: Any, mailbox: str
+                               ) -> OAuthClient:
+        """An app that proves itself with a certificate (an ``x509.Certificate``)."""
+        client = OAuthClient(client_id, None, mailbox.lower(), certificate)
+        with self._lock:
+            self._clients[client_id] = client
+        return client
+
+    def add_public_client(self, client_id: str, secret: str | None = None) -> None:
+        """A client for user consent: Microsoft public client (no secret), Google installed
+        app (with its client secret)."""
+        self.users.add_client(client_id, secret)
+
+    def devicelogin_url(self, tenant: str) -> str:
+        return f"https://{self.host}:{self.port}/{tenant}/devicelogin"
+
+    @property
+    def google_auth_url(self) -> str:
+        return f"https://{self.host}:{self.port}/google/auth"
+
+    def _mint_issued(self, client_id: str, user: str, scope: str, lifetime: int) -> str:
+        token = self.mint(client_id, user, scope, lifetime)
+        now = time.time()
+        with self._lock:
+            self._issued.append(Issued(client_id, user, now, now + lifetime))
+        return token
+
+    def _client_assertion_ok(self, client: OAuthClient, tenant: str,
+                             form: dict[str, str]) -> bool:
+        """RFC 7523 client authentication: signed by the registered certificate's key, its
+        thumbprint in the header, addressed to this token endpoint, iss = sub = client id."""
+        if client.certificate is None or form.get("client_assertion_type") != CLIENT_ASSERTION:
+            return False
+        assertion = form.get("client_assertion", "")
+        cert = client.certificate
+        try:
+            header = jwt.get_unverified_header(assertion)
+            want = {"x5t#S256": cert.fingerprint(hashes.SHA256()),
+                    "x5t": cert.fingerprint(hashes.SHA1())}  # noqa: S303 (legacy header)
+            if not any(jwt.utils.base64url_decode(header[k]) == v for k, v in want.items()
+                       if k in header):
+                return False
+            claims = jwt.decode(assertion, cert.public_key(), algorithms=["PS256", "RS256"],
+                                audience=f"https://{self.host}:{self.port}/{tenant}/oauth2/"
+                                         "v2.0/token",
+                                options={"require": ["exp", "iss", "sub", "aud"]})
+        except (jwt.PyJWTError, KeyError, ValueError):
+            return False
+        return claims["iss"] == claims["sub"] == client.client_id
+
     def set_secret(self, client_id: str, secret: str) -> None:
         """Rotate (or revoke, by changing) a client's secret."""
         with self._lock:
@@ -211,7 +270,12 @@ class TokenServer:
         return jwt.encode(claims, self._key, algorithm="RS256", headers={"typ": "JWT"})
 
     def _grant(self, tenant: str, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
-        if form.get("grant_type") != "client_credentials":
+        grant_type = form.get("grant_type")
+        if grant_type == DEVICE_CODE:
+            return self.users.device_token(form, _error)
+        if grant_type == "refresh_token":
+            return self.users.refresh(form, _error)
+        if grant_type != "client_credentials":
             return 400, _error("unsupported_grant_type", 70003,
                                "The app requested an unsupported grant type.")
         with self._lock:
@@ -220,7 +284,11 @@ class TokenServer:
             return 400, _error("unauthorized_client", 700016,
                                f"Application with identifier '{form.get('client_id', '')}' "
                                f"was not found in the directory '{tenant}'.")
-        if form.get("client_secret") != client.secret:
+        if client.certificate is not None:
+            if not self._client_assertion_ok(client, tenant, form):
+                return 401, _error("invalid_client", 700027, "Client assertion failed "
+                                   "signature validation.")
+        elif form.get("client_secret") != client.secret:
             return 401, _error("invalid_client", 7000215,
                                "Invalid client secret provided. Ensure the secret being sent "
                                "in the request is the client secret value, not the client "
@@ -244,13 +312,26 @@ class TokenServer:
                 "device_authorization_endpoint": f"{base}/oauth2/v2.0/devicecode",
                 "jwks_uri": f"{base}/discovery/v2.0/keys",
                 "response_types_supported": ["code", "token"],
-                "token_endpoint_auth_methods_supported": ["client_secret_post"]}
+                "token_endpoint_auth_methods_supported": ["client_secret_post",
+                                                          "private_key_jwt"]}
 
 
 def _error(error: str, code: int, text: str) -> dict[str, Any]:
     return {"error": error, "error_description": f"AADSTS{code}: {text} "
             f"Trace ID: 00000000-0000-0000-0000-000000000000",
             "error_codes": [code], "timestamp": time.strftime("%Y-%m-%d %H:%M:%SZ")}
+
+
+def _basic_auth(header: str) -> dict[str, str]:
+    """RFC 6749 2.3.1 client_secret_basic: the client id and secret from the header."""
+    if not header.startswith("Basic "):
+        return {}
+    try:
+        user, _, password = base64.b64decode(header[6:]).decode().partition(":")
+    except ValueError:
+        return {}
+    return {"client_id": urllib.parse.unquote_plus(user),
+            "client_secret": urllib.parse.unquote_plus(password)}
 
 
 def _make_handler(server: TokenServer) -> type[BaseHTTPRequestHandler]:
@@ -269,9 +350,23 @@ def _make_handler(server: TokenServer) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:  # noqa: N802
             parts = self.path.split("?")[0].strip("/").split("/")
+            query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.path).query))
             if len(parts) == 4 and parts[1:] == ["v2.0", ".well-known",
                                                   "openid-configuration"]:
                 self._reply(200, server._openid_configuration(parts[0]))
+            elif len(parts) == 2 and parts[1] == "devicelogin":  # the person approves
+                ok = server.users.approve(query.get("user_code", ""), query.get("login", ""),
+                                          decline=bool(query.get("decline")))
+                self._reply(200 if ok else 404, {"approved": ok})
+            elif parts == ["google", "auth"]:
+                status, where = server.users.authorize(query)
+                if status != 302:
+                    self._reply(status, {"error": where})
+                    return
+                self.send_response(302)
+                self.send_header("Location", where)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
             else:
                 self._reply(404, {"error": "not_found"})
 
@@ -279,8 +374,16 @@ def _make_handler(server: TokenServer) -> type[BaseHTTPRequestHandler]:
             parts = self.path.split("?")[0].strip("/").split("/")
             length = int(self.headers.get("Content-Length") or 0)
             form = dict(urllib.parse.parse_qsl(self.rfile.read(length).decode()))
+            form.update(_basic_auth(self.headers.get("Authorization", "")))
             if len(parts) == 4 and parts[1:] == ["oauth2", "v2.0", "token"]:
                 self._reply(*server._grant(parts[0], form))
+            elif len(parts) == 4 and parts[1:] == ["oauth2", "v2.0", "devicecode"]:
+                self._reply(*server.users.device_authorization(
+                    form, server.devicelogin_url(parts[0]), _error))
+            elif parts == ["google", "token"] and form.get("grant_type") == "refresh_token":
+                self._reply(*server.users.refresh(form, None))
+            elif parts == ["google", "token"] and form.get("grant_type") == "authorization_code":
+                self._reply(*server.users.code_token(form))
             elif parts == ["google", "token"]:
                 self._reply(*server._jwt_bearer(form))
             else:

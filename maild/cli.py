@@ -314,6 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
     from maild.cli_ops import register_ops
     register(sub)
     register_ops(sub, tickets)
+    from maild.cli_auth import register as register_auth
+    register_auth(sub)
     return p
 
 

@@ -51,7 +51,10 @@ class DatabaseConfig:
 class OAuth2Config:
     flow: str = doc("client_credentials (Microsoft app-only) | service_account (Google "
                     "Workspace, domain-wide delegation, subject = the mailbox) | "
-                    "refresh_token (not built yet)")
+                    "refresh_token (a person's consent, `maild auth login`)")
+    provider: str | None = doc("microsoft | google: whose identity platform; default the "
+                               "mailbox's `provider`, else microsoft when tenant or authority "
+                               "is given, google otherwise", default=None)
     client_id: str | None = doc("the application (client) id", default=None)
     tenant: str | None = doc("Microsoft tenant, e.g. contoso.onmicrosoft.com or its id",
                              default=None)
@@ -59,9 +62,9 @@ class OAuth2Config:
                                         default=None)
     client_secret_file: str | None = doc("path of a file holding the client secret",
                                          default=None)
-    certificate_file: str | None = doc("Microsoft: PEM with the app's private key and "
-                                       "certificate instead of a secret (not built yet)",
-                                       default=None)
+    certificate_file: str | None = doc("Microsoft client_credentials: PEM file with the "
+                                       "app's private key and its certificate, instead of a "
+                                       "secret", default=None)
     service_account_file: str | None = doc("Google: the service account's JSON key file",
                                            default=None)
     token_file: str | None = doc("refresh_token flow: where the refresh token is kept (0600)",
@@ -71,6 +74,8 @@ class OAuth2Config:
                                 "clouds); default: the public cloud and `tenant`",
                                 default=None)
     token_url: str | None = doc("Google / generic: the token endpoint", default=None)
+    auth_url: str | None = doc("Google refresh_token: the authorization endpoint `maild auth "
+                               "login` sends the person to (tests, generic)", default=None)
     scopes: tuple[str, ...] = doc("scopes to ask for; default per provider and flow "
                                   "(Microsoft app-only: https://outlook.office365.com/.default)",
                                   default=())
@@ -440,19 +445,27 @@ def _oauth2(table: Any, auth: str, provider: str | None, where: str) -> OAuth2Co
     if auth != "oauth2":
         raise ConfigError(f"{where}: given, but {parent}.auth is not \"oauth2\"")
     o = build_section(OAuth2Config, table, where)
+    if o.provider is not None and o.provider not in PRESETS:
+        raise ConfigError(f"{where}.provider: must be one of {', '.join(PRESETS)}, "
+                          f"got {o.provider!r}")
+    o = replace(o, provider=o.provider or provider or _provider_of(o))
     _check_oauth2(o, where)
-    return replace(o, scopes=o.scopes or default_scopes(provider, o.flow))
+    return replace(o, scopes=o.scopes or default_scopes(o.provider, o.flow))
+
+
+def _provider_of(o: OAuth2Config) -> str:
+    if o.flow == "service_account":
+        return "google"
+    if o.flow == "client_credentials" or o.tenant or o.authority:
+        return "microsoft"
+    return "google"
 
 
 def _check_oauth2(o: OAuth2Config, where: str) -> None:
     if o.flow not in OAUTH2_FLOWS:
         raise ConfigError(f"{where}.flow: must be one of {', '.join(OAUTH2_FLOWS)}, "
                           f"got {o.flow!r}")
-    if o.flow == "refresh_token":
-        raise ConfigError(f"{where}.flow: refresh_token is not supported yet (`maild auth "
-                          "login` is not built); use client_credentials (Microsoft) or "
-                          "service_account (Google)")
-    for url_key in ("authority", "token_url"):
+    for url_key in ("authority", "token_url", "auth_url"):
         url = getattr(o, url_key)
         if url is not None and not url.startswith("https://"):
             raise ConfigError(f"{where}.{url_key}: must be an https:// URL")
@@ -463,15 +476,38 @@ def _check_oauth2(o: OAuth2Config, where: str) -> None:
         return
     if not o.client_id:
         raise ConfigError(f"{where}.client_id: missing (required for {o.flow})")
+    if o.flow == "refresh_token":
+        _check_refresh_token(o, where)
+        return
     if not (o.tenant or o.authority):
         raise ConfigError(f"{where}.tenant: missing (give tenant, or authority)")
-    if o.certificate_file:
-        raise ConfigError(f"{where}.certificate_file: not supported yet; use "
-                          "client_secret_env or client_secret_file")
-    given = [k for k in ("client_secret_env", "client_secret_file") if getattr(o, k)]
+    given = [k for k in ("client_secret_env", "client_secret_file", "certificate_file")
+             if getattr(o, k)]
     if len(given) != 1:
         raise ConfigError(f"{where}: give exactly one of client_secret_env, "
-                          "client_secret_file")
+                          "client_secret_file, certificate_file")
+
+
+def _check_refresh_token(o: OAuth2Config, where: str) -> None:
+    """A person's consent: Microsoft's public client (device code, no secret) or Google's
+    installed app (its client secret is required by Google's token endpoint)."""
+    if not o.token_file:
+        raise ConfigError(f"{where}.token_file: missing (required for refresh_token: "
+                          "`maild auth login` writes the refresh token there)")
+    secrets = [k for k in ("client_secret_env", "client_secret_file") if getattr(o, k)]
+    if o.certificate_file:
+        raise ConfigError(f"{where}.certificate_file: only for client_credentials")
+    if o.provider == "microsoft":
+        if not (o.tenant or o.authority):
+            raise ConfigError(f"{where}.tenant: missing (give tenant, or authority)")
+        if secrets:
+            raise ConfigError(f"{where}.{secrets[0]}: not used by refresh_token with "
+                              "microsoft (a public client: enable 'Allow public client "
+                              "flows' in the app registration instead)")
+        return
+    if len(secrets) != 1:
+        raise ConfigError(f"{where}: give exactly one of client_secret_env, "
+                          "client_secret_file (the installed app's client secret)")
 
 
 def _sla_policies(table: Any) -> dict[str, SlaPolicyConfig]:

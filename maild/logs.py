@@ -36,6 +36,10 @@ class StderrHandler(logging.StreamHandler):
         pass
 
 
+QUIET_LIBRARIES = ("msal", "requests_oauthlib", "oauthlib", "google", "google_auth_oauthlib",
+                   "urllib3", "imapclient", "aiosmtplib")
+
+
 def setup_logging(level: str = "INFO", json_lines: bool = False) -> None:
     handler = StderrHandler()
     if json_lines:
@@ -49,3 +53,7 @@ def setup_logging(level: str = "INFO", json_lines: bool = False) -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd (tests, demo)
+    # At DEBUG these log request bodies, token responses or SASL lines (client secrets,
+    # authorization codes, tokens): never, whatever --log-level says.
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(logging.WARNING)

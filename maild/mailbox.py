@@ -282,12 +282,22 @@ def _is_disconnect(exc: BaseException) -> bool:
 
 
 def _oauth2_login(client: Any, username: str, tokens: TokenSource) -> None:
-    """SASL XOAUTH2; a refused token is renewed and tried once more before giving up."""
+    """SASL XOAUTH2, or OAUTHBEARER (RFC 7628) when the server offers only that; a refused
+    token is renewed and tried once more before giving up."""
+    caps = {c.upper() for c in client.capabilities()}
+    bearer_only = b"AUTH=XOAUTH2" not in caps and b"AUTH=OAUTHBEARER" in caps
+
+    def attempt() -> None:
+        if bearer_only:
+            client.oauthbearer_login(username, tokens.token())
+        else:
+            client.oauth2_login(username, tokens.token())
+
     try:
-        client.oauth2_login(username, tokens.token())
+        attempt()
     except imapclient.exceptions.LoginError:
         tokens.invalidate()
-        client.oauth2_login(username, tokens.token())
+        attempt()
 
 
 def _text(exc: BaseException) -> str:

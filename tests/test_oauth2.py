@@ -69,7 +69,14 @@ def test_smtp_reuses_the_mailbox_credentials_unless_given() -> None:
     ({"auth": "kerberos"}, "mailbox.auth: must be one of password, oauth2"),
     ({"oauth2": None}, "mailbox.oauth2: missing"),
     ({"oauth2": dict(OAUTH, flow="magic")}, "mailbox.oauth2.flow: must be one of"),
-    ({"oauth2": dict(OAUTH, flow="refresh_token")}, "refresh_token is not supported yet"),
+    ({"oauth2": dict(OAUTH, flow="refresh_token")}, "mailbox.oauth2.token_file: missing"),
+    ({"oauth2": dict(OAUTH, flow="refresh_token", token_file="t.json")},
+     "mailbox.oauth2.client_secret_env: not used by refresh_token with microsoft"),
+    ({"oauth2": {"flow": "refresh_token", "token_file": "t.json", "client_id": "c",
+                 "provider": "google"}}, "give exactly one of client_secret_env"),
+    ({"oauth2": dict(OAUTH, provider="yahoo")}, "mailbox.oauth2.provider: must be one of"),
+    ({"oauth2": dict(OAUTH, certificate_file="app.pem")}, "give exactly one of "
+     "client_secret_env, client_secret_file, certificate_file"),
     ({"oauth2": {k: v for k, v in OAUTH.items() if k != "client_id"}},
      "mailbox.oauth2.client_id: missing"),
     ({"oauth2": {k: v for k, v in OAUTH.items() if k != "tenant"}},
@@ -217,11 +224,20 @@ class Tokens:
 
 
 class FakeImap:
-    def __init__(self, accept: set[str]) -> None:
-        self.accept, self.tried = accept, []
+    def __init__(self, accept: set[str], mechanisms: tuple[bytes, ...] = (b"XOAUTH2",)
+                 ) -> None:
+        self.accept, self.tried, self.mechanisms = accept, [], mechanisms
+        self.bearer: list[tuple[str, str]] = []
 
     def __call__(self, *args: Any, **kw: Any) -> FakeImap:
         return self
+
+    def capabilities(self) -> tuple[bytes, ...]:
+        return (b"IMAP4REV1", *(b"AUTH=" + m for m in self.mechanisms))
+
+    def oauthbearer_login(self, user: str, token: str) -> None:
+        self.bearer.append((user, token))
+        self.oauth2_login(user, token)
 
     def oauth2_login(self, user: str, token: str) -> None:
         self.tried.append(token)
@@ -244,6 +260,15 @@ def test_imap_refused_token_is_renewed_once() -> None:
     left = client.seconds_until_renewal()
     assert left is not None and 99 < left <= 100  # the session knows when to log in afresh
     client.close()
+
+
+def test_imap_uses_oauthbearer_when_the_server_offers_only_that() -> None:
+    tokens, server = Tokens(), FakeImap({"tok2"}, mechanisms=(b"OAUTHBEARER",))
+    MailboxClient(imap_settings(tokens), factory=server).connect().close()
+    assert server.bearer == [("support@contoso.com", "tok1"), ("support@contoso.com", "tok2")]
+    both = FakeImap({"tok1"}, mechanisms=(b"OAUTHBEARER", b"XOAUTH2"))
+    MailboxClient(imap_settings(Tokens()), factory=both).connect().close()
+    assert both.bearer == [] and both.tried == ["tok1"]
 
 
 def test_imap_gives_up_after_one_renewal_with_one_line() -> None:
