@@ -24,6 +24,7 @@ from maild.macros import MacroLibrary, load_macros
 from maild.macros.suggest import suggest_macros
 from maild.parse import ParsedMessage
 from maild.rules import Decision, MessageFacts, RuleSet, load_rules
+from maild.senderauth import SenderTrust
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class Automation:
     settings: AutoReplyConfig
     own_addresses: frozenset[str]
     warn_fraction: float = 0.8
+    sender_trust: SenderTrust = SenderTrust()  # whose Authentication-Results to believe
 
 
 def load_automation(config: Config) -> Automation:
@@ -61,7 +63,8 @@ def load_automation(config: Config) -> Automation:
                                 config.sla.holidays)
     own = frozenset(mb.address.lower() for mb in config.mailboxes)
     return Automation(rules, macros, replies, calendar, config.sla.timezone, policies,
-                      config.autoreply, own, config.sla.warn_fraction)
+                      config.autoreply, own, config.sla.warn_fraction,
+                      SenderTrust(config.sender_auth.trusted_authserv_id))
 
 
 @dataclass(frozen=True)
