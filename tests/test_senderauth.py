@@ -4,6 +4,8 @@ only dkim/dmarc pass aligned with the sender's domain."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from maild.parse import parse_message
 from maild.senderauth import SenderTrust, aligned, trusted_results, vouches
@@ -89,3 +91,12 @@ def test_header_without_authserv_id_is_skipped() -> None:
     raw = microsoft.encode() + raw_mail(frm=AGENT)
     assert trusted_results(parse_message(raw), TRUSTED_MX) is None
     assert not verdict(raw)[0]
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=120))
+def test_any_header_text_is_read_without_raising(value: str) -> None:
+    raw = raw_mail(frm=AGENT, extra="Authentication-Results: " + TRUSTED_MX + "; " +
+                   " ".join(value.split()))
+    found = vouches(TRUST, parse_message(raw), AGENT)
+    assert found.ok in (True, False) and found.reason
