@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 import authres
 
+from maild.addresses import unicode_domain
 from maild.parse import ParsedMessage
 
 HEADER = "authentication-results"
@@ -89,9 +90,15 @@ def trusted_results(parsed: ParsedMessage,
     return None
 
 
+def _domain(value: str) -> str:
+    """A domain as maild stores addresses: lower case, no trailing dot, U-labels
+    (servers write header.d in A-labels: `xn--rnek-4qa.com.tr` is `örnek.com.tr`)."""
+    return unicode_domain("x@" + value.strip().lower().rstrip("."))[2:]
+
+
 def aligned(signer: str, domain: str) -> bool:
     """True if `signer` is `domain` or a parent domain of it (relaxed alignment)."""
-    signer, domain = signer.strip().lower().rstrip("."), domain.strip().lower().rstrip(".")
+    signer, domain = _domain(signer), _domain(domain)
     return bool(signer) and "." in signer and (domain == signer or
                                                domain.endswith("." + signer))
 
@@ -103,7 +110,7 @@ def _passes(method: str, result: str, props: dict[str, str], domain: str) -> boo
         signer = props.get("header.d") or props.get("header.i", "").rpartition("@")[2]
         return aligned(signer, domain)
     if method == "dmarc":
-        return props.get("header.from", "").rstrip(".") == domain
+        return bool(domain) and _domain(props.get("header.from", "")) == _domain(domain)
     return False
 
 
@@ -112,7 +119,7 @@ def vouches(trust: SenderTrust, parsed: ParsedMessage, address: str) -> AuthVerd
     if not trust.authserv_id:
         return AuthVerdict(False, "no trusted server configured "
                                   "([sender_auth] trusted_authserv_id)")
-    domain = address.rpartition("@")[2].strip().lower().rstrip(".")
+    domain = _domain(address.rpartition("@")[2])
     if not domain:
         return AuthVerdict(False, "no sender domain")
     results = trusted_results(parsed, trust.authserv_id)

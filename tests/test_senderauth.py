@@ -71,6 +71,15 @@ def test_relaxed_alignment_accepts_a_parent_signing_domain() -> None:
     assert aligned("example.com", "EXAMPLE.com.") and not aligned("ample.com", "example.com")
 
 
+def test_idn_domains_align_in_either_form() -> None:
+    """Servers write header.d in A-labels; maild keeps addresses in U-labels."""
+    frm = "ayse@örnek.com.tr"
+    raw = authenticated(raw_mail(frm=frm), results="dkim=pass header.d=xn--rnek-4qa.com.tr")
+    assert parse_message(raw).from_addr == frm and verdict(raw, frm)[0]
+    dmarc = authenticated(raw_mail(frm=frm), results="dmarc=pass header.from=xn--rnek-4qa.com.tr")
+    assert verdict(dmarc, frm)[0]
+
+
 def test_only_the_topmost_trusted_header_counts() -> None:
     """The sender writes below what the receiving server prepends: a forged pass
     beneath the real fail (or beneath an unreadable real header) is ignored."""
