@@ -82,9 +82,11 @@ class MacroEnvironment(ImmutableSandboxedEnvironment):
 
     def call(__self, __context: Context, __obj: Any, *args: Any,  # noqa: N805
              **kwargs: Any) -> Any:
-        """Calls from templates, with `str.replace` / `str.join` checked first."""
+        """Calls from templates: `str.replace` / `str.join` checked before, every result
+        after (a method that doubles its input, like `bytes.hex`, cannot be looped)."""
         args = bounds.bounded_method_call(__obj, args, kwargs)
-        return super().call(__context, __obj, *args, **kwargs)
+        return bounds.check_size(super().call(__context, __obj, *args, **kwargs),
+                                 "a call's result")
 
     def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
         """Refuse padding/format methods on top of the sandbox's own rules."""
@@ -107,7 +109,7 @@ class MacroEnvironment(ImmutableSandboxedEnvironment):
         if operator_ == "**":
             _check_power(left, right)
             return operator.pow(left, right)
-        if isinstance(left, str):
+        if isinstance(left, str | bytes):
             raise SecurityError("string formatting with % is not allowed; use ~ to join text")
         return operator.mod(left, right)
 
