@@ -147,7 +147,8 @@ def write_config(directory: Path, account: ImapAccount, db_url: str,
     text = maild_config_text(
         address=account.address, imap_port=account.port, ca_file=account.ca_file,
         db_url=db_url, password_env=PASSWORD_ENV, smtp_port=sink.port if sink else None,
-        autoreply_extra=f"global_per_hour = {global_per_hour}\n")
+        # no cap per recipient domain: the generated customers share a few domains
+        autoreply_extra=f"global_per_hour = {global_per_hour}\nper_domain_per_hour = 0\n")
     path = directory / f"maild-{uuid.uuid4().hex[:6]}.toml"
     path.write_text(text)
     return path

@@ -3,8 +3,10 @@
 Sets priority, tags, SLA policy and due time, language and suggestions on the
 ticket; records a `rules` event naming the matched rules; and either queues
 the ETA auto-reply in the outbox or records `auto_reply_suppressed` with the
-reason (loop guard, rule, rate limit). The decision itself is made by
-`maild.automation.plan_message`; nothing is sent from here.
+reason (loop guard, rule, unauthenticated Reply-To, rate limit: one per address
+per window, `per_domain_per_hour` per recipient domain, `global_per_hour` in
+all). The decision itself is made by `maild.automation.plan_message`; nothing
+is sent from here.
 """
 
 from __future__ import annotations
@@ -45,9 +47,13 @@ def rate_limit_reason(session: Session, auto: Automation, recipient: str,
     if recent:
         return f"rate-limit-sender (one per {auto.settings.per_sender_hours} h)"
 
-    hour = session.scalar(select(func.count(OutboxRow.id)).where(
-        OutboxRow.kind == "auto_reply", OutboxRow.created_at >= now - timedelta(hours=1)))
-    if (hour or 0) >= auto.settings.global_per_hour:
+    last_hour = session.scalars(select(OutboxRow.recipient).where(
+        OutboxRow.kind == "auto_reply", OutboxRow.created_at >= now - timedelta(hours=1))).all()
+    domain = recipient.rpartition("@")[2]
+    cap = auto.settings.per_domain_per_hour
+    if cap and sum(1 for r in last_hour if r.rpartition("@")[2] == domain) >= cap:
+        return f"rate-limit-domain ({cap} per hour to {domain})"
+    if len(last_hour) >= auto.settings.global_per_hour:
         return f"rate-limit-global ({auto.settings.global_per_hour} per hour)"
     return None
 

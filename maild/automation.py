@@ -24,6 +24,7 @@ from maild.macros import MacroLibrary, load_macros
 from maild.macros.suggest import suggest_macros
 from maild.parse import ParsedMessage
 from maild.rules import Decision, MessageFacts, RuleSet, load_rules
+from maild.senderauth import SenderTrust, aligned, vouches
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class Automation:
     settings: AutoReplyConfig
     own_addresses: frozenset[str]
     warn_fraction: float = 0.8
+    sender_trust: SenderTrust = SenderTrust()  # whose Authentication-Results to believe
 
 
 def load_automation(config: Config) -> Automation:
@@ -61,7 +63,8 @@ def load_automation(config: Config) -> Automation:
                                 config.sla.holidays)
     own = frozenset(mb.address.lower() for mb in config.mailboxes)
     return Automation(rules, macros, replies, calendar, config.sla.timezone, policies,
-                      config.autoreply, own, config.sla.warn_fraction)
+                      config.autoreply, own, config.sla.warn_fraction,
+                      SenderTrust(config.sender_auth.trusted_authserv_id))
 
 
 @dataclass(frozen=True)
@@ -139,6 +142,22 @@ def _skip_reason(auto: Automation, verdict: Verdict, decision: Decision,
     return None
 
 
+def reply_to_reason(auto: Automation, parsed: ParsedMessage, recipient: str) -> str | None:
+    """Why the ETA reply must not go to a Reply-To at another domain than From: anyone
+    can write any From and Reply-To, so unless the trusted server vouches for From's
+    domain, maild would be mailing an address of the sender's choosing."""
+    sender_domain = parsed.from_addr.rpartition("@")[2]
+    reply_domain = recipient.rpartition("@")[2]
+    if not parsed.reply_to or not sender_domain or \
+            aligned(sender_domain, reply_domain) or aligned(reply_domain, sender_domain):
+        return None
+    verdict = vouches(auto.sender_trust, parsed, parsed.from_addr)
+    if verdict.ok:
+        return None
+    return f"reply-to-unauthenticated (Reply-To at {reply_domain}, From at {sender_domain}, " \
+           f"and {verdict.reason})"
+
+
 def plan_message(auto: Automation, parsed: ParsedMessage, *, mailbox: str, is_new: bool,
                  previous_tickets: int, arrived_at: datetime,
                  now: datetime | None = None, suggest: bool = True,
@@ -161,7 +180,8 @@ def plan_message(auto: Automation, parsed: ParsedMessage, *, mailbox: str, is_ne
                        arrived_at) if due else None
     recipient = reply_address(parsed)
     skip = _skip_reason(auto, verdict, decision, is_new, recipient,
-                        (now or arrived_at) - arrived_at)
+                        (now or arrived_at) - arrived_at) or \
+        reply_to_reason(auto, parsed, recipient)
     suggestions = _suggestions(auto, parsed.text, language, decision) if suggest else ()
     return Plan(verdict, language, decision, suggestions, policy.name, due, eta, skip is None,
                 skip, recipient, classification)

@@ -121,8 +121,25 @@ def check_content(app: App) -> Iterator[CheckResult]:
         yield CheckResult("rules", True, f"{cfg.rules_dir()} is valid")
 
 
+def check_command_mail(app: App) -> Iterator[CheckResult]:
+    """Whether command mail can work, and how to turn it on (it is off by default)."""
+    cfg = app.config
+    trusted = cfg.sender_auth.trusted_authserv_id
+    if trusted:
+        yield CheckResult("command mail", True, f"on for {len(cfg.agents)} agent(s): carried "
+                          f"out when the topmost Authentication-Results from {trusted} says "
+                          "dkim or dmarc pass for the agent's domain")
+    elif cfg.agents:
+        yield CheckResult("command mail", True, "off: every command is refused (recorded as "
+                          "command_refused) until you set [sender_auth] trusted_authserv_id to "
+                          "the authserv-id your receiving mail server writes in "
+                          "Authentication-Results; see docs/agents.md")
+    else:
+        yield CheckResult("command mail", True, "off: no [agents] configured")
+
+
 CHECKS: tuple[Callable[[App], Iterator[CheckResult]], ...] = (
-    check_content, check_database, check_oauth2, check_imap, check_smtp)
+    check_content, check_database, check_command_mail, check_oauth2, check_imap, check_smtp)
 
 
 def run_checks(app: App, extra: tuple[Callable[[App], Iterator[CheckResult]], ...] = ()

@@ -10,8 +10,18 @@ gets a short automatic confirmation listing what was done or what was wrong.
 Mail from anyone not configured as an agent is never a command: it stays
 ordinary text on its ticket. `is_command_mail` is the test the lead uses to
 skip the automation (rules, ETA reply) and draft handlers for command mail;
-`CommandHandler` must run FIRST in the ingest handler list. This module
-trusts the From address (spoofing is the MX's job: DMARC); it does no I/O.
+`CommandHandler` must run FIRST in the ingest handler list.
+
+The From header proves nothing (anyone can write `From: agent@company`): a
+command is carried out only when the receiving server vouches for the agent's
+domain (`maild.senderauth`: the topmost Authentication-Results header from
+`[sender_auth] trusted_authserv_id` with dkim or dmarc pass aligned with it).
+Without a trusted server every command is refused. A refused command changes
+nothing and sends nothing (no confirmation, no error: a reply to a forged sender
+is backscatter); it is recorded as a `command_refused` event with the reason and
+a log line. The message itself stays where routing stored it: an agent's note
+(`auto`, outside every count) on the ticket it threaded to, as command mail is.
+This module does no I/O.
 """
 
 from __future__ import annotations
@@ -42,6 +52,7 @@ from maild.replying import (
     send_reply,
 )
 from maild.routing import is_automatic
+from maild.senderauth import vouches
 from maild.store import repo
 from maild.store.after_commit import log_after_commit
 from maild.store.models import Event, Mailbox, Ticket
@@ -205,6 +216,10 @@ class CommandHandler:
     def handle(self, session: Session, stored: StoredMessage, parsed: ParsedMessage) -> None:
         if stored.outbound or not is_command_mail(parsed, self.agents):
             return
+        verdict = vouches(self.auto.sender_trust, parsed, parsed.from_addr)
+        if not verdict.ok:
+            self._refuse(session, stored, parsed, verdict.reason)
+            return
         if not stored.new_ticket:
             undo_customer_effects(session, stored)  # before anything flushes
         # An instruction to maild: neither a customer message nor an agent reply, so
@@ -227,6 +242,23 @@ class CommandHandler:
                          ticket_id, parsed.message_id, actor, "done" if ok else "refused",
                          "; ".join(lines))
         self._confirm(session, stored.row.mailbox_id, ticket_id, parsed, lines, ok)
+
+    def _refuse(self, session: Session, stored: StoredMessage, parsed: ParsedMessage,
+                reason: str) -> None:
+        """Record the refusal, on the ticket the command names if there is one (where an
+        agent looks), else where the message was stored; change and send nothing."""
+        claimed = parsed.from_addr.lower()
+        wanted = ticket_tags(parsed.subject)[0]
+        target = session.get(Ticket, wanted)
+        on = target.id if target is not None and \
+            target.mailbox_id == stored.row.mailbox_id else stored.ticket.id
+        repo.add_event(session, on, self.clock.now(), "command_refused", actor=claimed,
+                       message_id=parsed.message_id, reason=reason,
+                       stored_on=stored.ticket.id)
+        log_after_commit(session, log, logging.WARNING,
+                         "command mail %s claiming to be from %s for ticket #%d refused (kept "
+                         "as a note on ticket #%d): %s", parsed.message_id, claimed, wanted,
+                         stored.ticket.id, reason)
 
     def _run(self, session: Session, ticket: Ticket, parsed: ParsedMessage,
              actor: str) -> tuple[list[str], bool]:

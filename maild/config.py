@@ -166,6 +166,8 @@ class AutoReplyConfig:
     per_sender_hours: int = doc("at most one ETA reply per sender in this many hours",
                                 default=24)
     global_per_hour: int = doc("at most this many ETA replies per hour in all", default=200)
+    per_domain_per_hour: int = doc("at most this many ETA replies per hour to the addresses "
+                                   "of one domain (0 = no cap per domain)", default=30)
     max_age_hours: int = doc("never auto-reply to mail that arrived longer ago than this "
                              "(e.g. the backlog maild finds on its first run)", default=24)
     after_bounce_hours: int = doc("no ETA reply to an address for this many hours after our "
@@ -213,6 +215,16 @@ class TeamConfig:
 
 
 @dataclass(frozen=True)
+class SenderAuthConfig:
+    trusted_authserv_id: str | None = doc(
+        "authserv-id of YOUR receiving mail server, as it writes it first in the "
+        "Authentication-Results header it adds (e.g. mx.example.com; mx.google.com for "
+        "Gmail); maild believes only the topmost such header. Command mail needs "
+        "dkim/dmarc pass from it (unset: command mail is refused), and an ETA reply to a "
+        "Reply-To at another domain than From needs it too", default=None)
+
+
+@dataclass(frozen=True)
 class ThreadingConfig:
     window_days: int = doc("same-customer same-subject fallback window", default=7)
 
@@ -233,6 +245,7 @@ class Config:
     limits: LimitsConfig
     agents: dict[str, str]
     team: TeamConfig = TeamConfig()
+    sender_auth: SenderAuthConfig = SenderAuthConfig()
 
     def resolve(self, relative: str) -> Path:
         """A path from the config, relative to the config file's directory."""
@@ -266,6 +279,7 @@ SECTIONS: dict[str, type] = {
     "outbox": OutboxConfig,
     "limits": LimitsConfig,
     "team": TeamConfig,
+    "sender_auth": SenderAuthConfig,
 }
 
 
@@ -352,6 +366,8 @@ def _check_values(cfg: Config) -> None:
                           f"{cfg.sla.warn_fraction}")
     if cfg.threading.window_days < 0:
         raise ConfigError("threading.window_days: must be >= 0")
+    if cfg.autoreply.per_domain_per_hour < 0:
+        raise ConfigError("autoreply.per_domain_per_hour: must be >= 0 (0 = no cap)")
 
 
 def _check_durations(cfg: Config) -> None:
@@ -534,6 +550,14 @@ def _team(team: TeamConfig) -> TeamConfig:
     return TeamConfig(tuple(d.lower().lstrip(".") for d in team.domains))
 
 
+def _sender_auth(section: SenderAuthConfig) -> SenderAuthConfig:
+    value = section.trusted_authserv_id
+    if value is not None and (not value.strip() or any(c in value for c in " ;\t\r\n")):
+        raise ConfigError(f"sender_auth.trusted_authserv_id: {value!r} is not an authserv-id "
+                          "(one word, e.g. mx.example.com)")
+    return SenderAuthConfig(value.strip().lower() if value else None)
+
+
 def parse_config(data: dict[str, Any], path: Path) -> Config:
     """Validate an already-parsed TOML document (`path` is used in messages)."""
     _reject_secrets(data, "")
@@ -566,6 +590,8 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
         limits=build_section(LimitsConfig, data.get("limits", {}), "limits"),
         agents=_agents(data.get("agents", {})),
         team=_team(build_section(TeamConfig, data.get("team", {}), "team")),
+        sender_auth=_sender_auth(build_section(SenderAuthConfig, data.get("sender_auth", {}),
+                                               "sender_auth")),
     )
     _check_values(cfg)
     return cfg

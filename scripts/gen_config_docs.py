@@ -182,6 +182,13 @@ loop guards allow it), and the sender name on all of maild's mail.
 Safety limits for hostile or broken mail. A message over a limit is not rejected or lost: it
 is stored raw with only its headers parsed, so it still lands in a ticket.
 """,
+    "sender_auth": """\
+Whose word maild takes that a message really comes from its `From:` domain: the
+`Authentication-Results` header your receiving mail server adds (RFC 8601). Command mail is
+carried out only with its dkim or dmarc pass for the agent's domain (without this key every
+command is refused), and an ETA reply goes to a `Reply-To` at another domain than `From` only
+with its pass for `From`'s domain. Server recipes: [agents.md](agents.md).
+""",
     "outbox": """\
 Retries of outgoing mail. A temporary failure is retried after `retry_base_seconds`, doubling
 each attempt up to `retry_max_seconds`; after `max_attempts`, or on a permanent (5xx)
@@ -201,7 +208,7 @@ SECTION_TITLES = {
 # Order in the page; [sla.policies.NAME] follows [sla]. A section missing here is still
 # documented (after these, without intro text).
 ORDER = ("database", "mailbox", "mailbox.oauth2", "smtp", "sla", "sla.policies", "autoreply",
-         "outbox", "digest", "paths", "threading", "limits")
+         "sender_auth", "outbox", "digest", "paths", "threading", "limits")
 
 
 def schema() -> dict[str, type]:

@@ -35,3 +35,16 @@ def migrated_sessions(url: str) -> sessionmaker[Session]:
 
 def utc(*args: int) -> datetime:
     return datetime(*args, tzinfo=UTC)
+
+
+#: The authserv-id the test configs trust (`[sender_auth] trusted_authserv_id`).
+TRUSTED_MX = "mx.example.com"
+
+
+def authenticated(raw: bytes, domain: str = "example.com", *, authserv_id: str = TRUSTED_MX,
+                  results: str | None = None) -> bytes:
+    """`raw` as the receiving server hands it on: its Authentication-Results on top
+    (default: dkim and dmarc pass for `domain`)."""
+    found = results or (f"dkim=pass header.d={domain} header.s=s1; "
+                        f"dmarc=pass (p=reject) header.from={domain}")
+    return f"Authentication-Results: {authserv_id};\r\n {found}\r\n".encode() + raw

@@ -70,6 +70,31 @@ priorty = "high"
     assert by_name["database"] is False  # not upgraded yet: the checklist says so
 
 
+def check_detail(cfg: Path, name: str, capsys: pytest.CaptureFixture[str]) -> tuple[bool, str]:
+    main(["--config", str(cfg), "check", "--json"])
+    [found] = [r for r in json.loads(capsys.readouterr().out) if r["name"] == name]
+    return found["ok"], found["detail"]
+
+
+def test_check_says_command_mail_is_off_and_how_to_turn_it_on(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    agents = '[agents]\n"ayse@example.com" = "Ayse"\n'
+    ok, detail = check_detail(config(tmp_path, agents), "command mail", capsys)
+    assert ok and detail.startswith("off: every command is refused")
+    assert "[sender_auth] trusted_authserv_id" in detail
+    trusted = agents + '[sender_auth]\ntrusted_authserv_id = "MX.example.com"\n'
+    ok, detail = check_detail(config(tmp_path, trusted), "command mail", capsys)
+    assert ok and detail.startswith("on for 1 agent(s)") and "mx.example.com" in detail
+
+
+@pytest.mark.parametrize("value", ["", "mx.example.com; dkim=pass", "two words"])
+def test_bad_trusted_authserv_id_is_refused(tmp_path: Path, value: str,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = config(tmp_path, f'[sender_auth]\ntrusted_authserv_id = "{value}"\n')
+    assert main(["--config", str(cfg), "tickets", "list"]) == 2
+    assert "sender_auth.trusted_authserv_id" in capsys.readouterr().err
+
+
 def test_rules_test_dry_run_stores_nothing(tmp_path: Path,
                                            capsys: pytest.CaptureFixture[str]) -> None:
     cfg = config(tmp_path)

@@ -35,8 +35,8 @@ from maild.outbox import OutboxSender
 from maild.parse import parse_message
 from maild.replying import Agent, prepare_reply, send_reply, set_status
 from maild.store.db import upgrade
-from maild.store.models import Event, OutboxRow, Ticket
-from tests.builders import raw_mail, utc
+from maild.store.models import Event, MessageRow, OutboxRow, Ticket
+from tests.builders import TRUSTED_MX, authenticated, raw_mail, utc
 
 REPO = Path(__file__).resolve().parents[1]
 AGENTS = {"Ayse@Example.com": "Ayşe Yılmaz", "bob@example.com": "Bob"}
@@ -66,6 +66,8 @@ company = "Example Ltd"
 rules = "{REPO / 'maild' / 'defaults' / 'rules'}"
 macros = "{REPO / 'maild' / 'defaults' / 'templates' / 'macros'}"
 templates = "{REPO / 'maild' / 'defaults' / 'templates'}"
+[sender_auth]
+trusted_authserv_id = "{TRUSTED_MX}"
 {extra}""")
     return path
 
@@ -218,8 +220,9 @@ def test_reply_to_unknown_ticket_or_macro_is_not_found(app: App) -> None:
 
 def test_command_mail_from_agent_sends_macro_and_confirms(app: App) -> None:
     ingest(app, raw_mail(body=PASSWORD), 1)
-    ingest(app, raw_mail(frm="Ayse <ayse@example.com>", msgid="<c1@example.com>",
-                         subject="[#1] please close", body="#macro resolved\n#tag vip\n\nta"), 2)
+    ingest(app, authenticated(raw_mail(frm="Ayse <ayse@example.com>", msgid="<c1@example.com>",
+                                       subject="[#1] please close",
+                                       body="#macro resolved\n#tag vip\n\nta")), 2)
     t = ticket(app)
     assert t.status == "new" and "vip" in t.tags  # solved once the reply is sent
     deliver(app)
@@ -241,8 +244,9 @@ def test_command_mail_from_agent_sends_macro_and_confirms(app: App) -> None:
 
 def test_invalid_command_mail_changes_nothing_and_lists_errors(app: App) -> None:
     ingest(app, raw_mail(body=PASSWORD), 1)
-    ingest(app, raw_mail(frm="bob@example.com", msgid="<c2@example.com>", subject="Re: [#1]",
-                         body="#macro resolved\n#status closed\n#tag x"), 2)
+    ingest(app, authenticated(raw_mail(frm="bob@example.com", msgid="<c2@example.com>",
+                                       subject="Re: [#1]",
+                                       body="#macro resolved\n#status closed\n#tag x")), 2)
     t = ticket(app)
     assert t.status == "new" and "x" not in t.tags and outbox(app, "macro") == []
     [confirm] = outbox(app, "command_reply")
@@ -250,6 +254,93 @@ def test_invalid_command_mail_changes_nothing_and_lists_errors(app: App) -> None
     assert "bad status 'closed'" in confirm.get_content()
     [rejected] = events(app, "command_rejected")
     assert rejected.actor == "bob@example.com"
+
+
+TEAM = '[agents]\n"ayse@example.com" = "Ayşe Yılmaz"\n"bob@example.com" = "Bob"\n'
+
+
+def team_app(db_url: str, tmp_path: Path, trusted: bool = True) -> App:
+    """An app that knows its agents when it routes mail, as `maild run` does."""
+    config = write_config(tmp_path, db_url, TEAM)
+    if not trusted:
+        config.write_text(config.read_text().replace(f'trusted_authserv_id = "{TRUSTED_MX}"',
+                                                     ""))
+    built = build_app(load_config(config), FixedClock(utc(2026, 11, 2, 10)), environ={})
+    upgrade(built.engine)
+    return built
+
+
+def refused_command(app: App, raw: bytes, caplog: pytest.LogCaptureFixture) -> Event:
+    """Ingest `raw` (a command from an agent's address) the way `maild run` does and
+    check it was refused: nothing changed or queued, one `command_refused` event on
+    the ticket it names, a log line, and the mail kept as the agent's note."""
+    ingestor = app.ingestor(app.config.mailboxes[0])
+    ingestor.ingest_batch("inbox", "INBOX", 1, [IngestItem(1, raw_mail(body=PASSWORD),
+                                                           app.clock.now())])
+    before = ticket(app)
+    with caplog.at_level("WARNING", logger="maild.commands"):
+        ingestor.ingest_batch("inbox", "INBOX", 1, [IngestItem(2, raw, app.clock.now())])
+    t = ticket(app)
+    assert (t.status, t.tags, t.assignee, t.solved_at) == (
+        before.status, before.tags, before.assignee, before.solved_at)
+    assert outbox(app, "macro") == [] and outbox(app, "command_reply") == []
+    assert events(app, "command") == [] and events(app, "command_rejected") == []
+    assert events(app, "status") == [] and events(app, "assigned") == []
+    with app.sessions() as s:  # kept as the agent's note (auto), on its own ticket
+        kept = s.scalars(select(MessageRow).where(MessageRow.message_id == "<f1@example.com>"))
+        [row] = kept.all()
+        assert row.auto and row.sender_class == "agent"
+    [refused] = events(app, "command_refused")
+    assert refused.ticket_id == 1 and refused.actor == "ayse@example.com"
+    assert refused.detail["message_id"] == "<f1@example.com>"
+    assert any("refused" in r.getMessage() and "<f1@example.com>" in r.getMessage()
+               for r in caplog.records)
+    return refused
+
+
+def test_authenticated_command_through_the_app_is_carried_out(db_url: str,
+                                                              tmp_path: Path) -> None:
+    """The same path as the refusals, with the trusted server's pass on top."""
+    app = team_app(db_url, tmp_path)
+    ingestor = app.ingestor(app.config.mailboxes[0])
+    ingestor.ingest_batch("inbox", "INBOX", 1, [
+        IngestItem(1, raw_mail(body=PASSWORD), app.clock.now()),
+        IngestItem(2, authenticated(raw_mail(**FORGED)), app.clock.now())])
+    t = ticket(app)
+    assert (t.status, t.assignee) == ("solved", "bob@example.com") and "vip" in t.tags
+    assert len(outbox(app, "macro")) == 1 and len(outbox(app, "command_reply")) == 1
+    assert events(app, "command_refused") == [] and len(events(app, "command")) == 1
+
+
+FORGED = dict(frm="Ayse <ayse@example.com>", msgid="<f1@example.com>",
+              subject="[#1] please close", body="#macro resolved\n#assign bob\n#tag vip")
+
+
+def test_forged_agent_from_is_refused(db_url: str, tmp_path: Path,
+                                      caplog: pytest.LogCaptureFixture) -> None:
+    refused = refused_command(team_app(db_url, tmp_path), raw_mail(**FORGED), caplog)
+    assert "no readable Authentication-Results from mx.example.com" in refused.detail["reason"]
+
+
+def test_command_vouched_for_by_another_server_is_refused(
+        db_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    raw = authenticated(raw_mail(**FORGED), authserv_id="mx.attacker.example")
+    refused_command(team_app(db_url, tmp_path), raw, caplog)
+
+
+def test_command_signed_by_an_unaligned_domain_is_refused(
+        db_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    raw = authenticated(raw_mail(**FORGED), results="dkim=pass header.d=attacker.example; "
+                        "dmarc=fail header.from=example.com")
+    refused = refused_command(team_app(db_url, tmp_path), raw, caplog)
+    assert "found: dkim=pass, dmarc=fail" in refused.detail["reason"]
+
+
+def test_command_mail_is_refused_without_a_trusted_server(
+        db_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    app = team_app(db_url, tmp_path, trusted=False)
+    refused = refused_command(app, authenticated(raw_mail(**FORGED)), caplog)
+    assert "no trusted server configured" in refused.detail["reason"]
 
 
 @pytest.mark.parametrize("status", ["solved", "pending"])
@@ -260,9 +351,9 @@ def test_command_in_thread_does_not_reopen_or_count_as_customer(app: App, status
                    calendar=app.automation().calendar)
     before = ticket(app)
     app.clock.set(utc(2026, 11, 2, 12))  # type: ignore[attr-defined]
-    ingest(app, raw_mail(frm="ayse@example.com", msgid="<c3@example.com>",
-                         subject="Re: Order missing [#1]", in_reply_to="<m1@example.org>",
-                         body="#tag followup"), 2)
+    ingest(app, authenticated(raw_mail(frm="ayse@example.com", msgid="<c3@example.com>",
+                                       subject="Re: Order missing [#1]",
+                                       in_reply_to="<m1@example.org>", body="#tag followup")), 2)
     t = ticket(app)
     assert t.status == status and "followup" in t.tags
     assert (t.solved_at, t.pending_since, t.sla_due_at, t.last_customer_at) == (

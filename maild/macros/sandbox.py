@@ -3,7 +3,10 @@
 `make_environment()` builds an `ImmutableSandboxedEnvironment` with
 `StrictUndefined`, autoescape off (bodies are text/plain), a whitelist of
 filters, only `range` (capped by the sandbox) and `namespace` as globals, and
-refusals for the operations that turn a short template into a huge string.
+refusals for the operations that turn a short template into a huge string:
+every operation that can grow a value is checked by `maild.macros.bounds`
+before the value is built (`*`, `**`, `+`, `~`, `%` on strings refused, the
+growing filters and str methods, block buffers, each printed value).
 `check_template()` finds, without rendering, what would fail or misbehave:
 syntax errors, unknown filters, unknown variables or attributes, private
 attributes, include/import. This module never renders and does no I/O.
@@ -19,13 +22,15 @@ from typing import Any
 
 import jinja2
 from jinja2 import meta, nodes
+from jinja2.compiler import CodeGenerator, Frame
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
+from maild.macros import bounds
 from maild.macros.model import TEMPLATE_VARIABLES
 
-#: Longest string or list a template may build with `*`.
-MAX_REPEAT_ITEMS = 100_000
+#: Longest string or list a template may build with `*` (or any other operation).
+MAX_REPEAT_ITEMS = bounds.MAX_VALUE_SIZE
 #: Largest result, in bits, of `**` on integers.
 MAX_POWER_BITS = 256
 
@@ -40,16 +45,48 @@ ALLOWED_FILTERS: frozenset[str] = frozenset(
 
 #: Methods whose one argument sets the output size, refused on every object.
 _AMPLIFYING_METHODS: frozenset[str] = frozenset(
-    {"center", "ljust", "rjust", "zfill", "expandtabs", "format", "format_map"}
+    {"center", "ljust", "rjust", "zfill", "expandtabs", "format", "format_map", "translate"}
 )
 
 _REFERENCE_NODES = (nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport)
 
 
-class MacroEnvironment(ImmutableSandboxedEnvironment):
-    """The immutable sandbox plus size limits on `*`, `**` and `%`."""
+class BoundedCodeGenerator(CodeGenerator):
+    """Jinja's compiler with `~` and block output buffers going through the bounds."""
 
-    intercepted_binops = frozenset({"*", "**", "%"})
+    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
+        self.write("environment.bounded_concat((")
+        for arg in node.nodes:
+            self.visit(arg, frame)
+            self.write(", ")
+        self.write("))")
+
+    def buffer(self, frame: Frame) -> None:
+        frame.buffer = self.temporary_identifier()
+        self.writeline(f"{frame.buffer} = environment.output_buffer()")
+
+
+class MacroEnvironment(ImmutableSandboxedEnvironment):
+    """The immutable sandbox plus size limits on everything that can grow a value."""
+
+    code_generator_class = BoundedCodeGenerator
+    intercepted_binops = frozenset({"*", "**", "%", "+"})
+
+    @staticmethod
+    def bounded_concat(values: tuple[Any, ...]) -> str:
+        return bounds.bounded_concat(values)
+
+    @staticmethod
+    def output_buffer() -> bounds.BoundedBuffer:
+        return bounds.BoundedBuffer()
+
+    def call(__self, __context: Context, __obj: Any, *args: Any,  # noqa: N805
+             **kwargs: Any) -> Any:
+        """Calls from templates: `str.replace` / `str.join` checked before, every result
+        after (a method that doubles its input, like `bytes.hex`, cannot be looped)."""
+        args = bounds.bounded_method_call(__obj, args, kwargs)
+        return bounds.check_size(super().call(__context, __obj, *args, **kwargs),
+                                 "a call's result")
 
     def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
         """Refuse padding/format methods on top of the sandbox's own rules."""
@@ -62,23 +99,19 @@ class MacroEnvironment(ImmutableSandboxedEnvironment):
         return None
 
     def call_binop(self, context: Context, operator_: str, left: Any, right: Any) -> Any:
-        """Run `*`, `**` or `%` after checking the result stays small."""
+        """Run `*`, `**`, `+` or `%` after checking the result stays small."""
         if operator_ == "*":
-            _check_repeat(left, right)
+            bounds.check_multiply(left, right)
             return operator.mul(left, right)
+        if operator_ == "+":
+            bounds.check_add(left, right)
+            return operator.add(left, right)
         if operator_ == "**":
             _check_power(left, right)
             return operator.pow(left, right)
-        if isinstance(left, str):
+        if isinstance(left, str | bytes):
             raise SecurityError("string formatting with % is not allowed; use ~ to join text")
         return operator.mod(left, right)
-
-
-def _check_repeat(left: Any, right: Any) -> None:
-    for seq, count in ((left, right), (right, left)):
-        is_sequence = isinstance(seq, str | list | tuple)
-        if is_sequence and isinstance(count, int) and len(seq) * count > MAX_REPEAT_ITEMS:
-            raise SecurityError(f"repetition longer than {MAX_REPEAT_ITEMS} items")
 
 
 def _check_power(base: Any, exponent: Any) -> None:
@@ -96,8 +129,10 @@ def make_environment() -> MacroEnvironment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=False,
+        finalize=lambda value: bounds.check_size(value, "a printed value"),
     )
-    env.filters = {name: env.filters[name] for name in ALLOWED_FILTERS}
+    env.filters = {name: bounds.bounded_filter(name, env.filters[name])
+                   for name in ALLOWED_FILTERS}
     env.globals = {"range": env.globals["range"], "namespace": env.globals["namespace"]}
     return env
 

@@ -21,6 +21,7 @@ from maild.drafts import DRAFT_HEADER, DraftHandler, sync_drafts
 from maild.ingest import Ingestor, MessageHandler
 from maild.mailbox import MailboxClient
 from maild.poller import Poller
+from tests.builders import TRUSTED_MX, authenticated
 from tests.integration.stack import (
     append,
     cli_json,
@@ -44,8 +45,14 @@ def parsed(raw: bytes) -> EmailMessage:
     return msg
 
 
-def wired_app(tmp: Path, account: ImapAccount, db_url: str, sink: SmtpSink) -> App:
-    config = write_config(tmp, account, db_url, sink)
+TRUST = f'[sender_auth]\ntrusted_authserv_id = "{TRUSTED_MX}"\n'
+
+
+def wired_app(tmp: Path, account: ImapAccount, db_url: str, sink: SmtpSink,
+              agents: dict[str, str] | None = None) -> App:
+    table = "".join(f'"{a}" = "{n}"\n' for a, n in (agents or {}).items())
+    config = write_config(tmp, account, db_url, sink,
+                          extra=TRUST + (f"[agents]\n{table}" if table else ""))
     run_maild(config, account, "db", "upgrade")
     return build_app(load_config(config), environ=env_for(account))
 
@@ -58,7 +65,8 @@ def cycle(app: App, agents: dict[str, str]) -> None:
                 UnlessCommandMail(AutomationHandler(auto, app.clock), agents),
                 DraftHandler(app.clock, agents=agents)]
     ingestor = Ingestor(app.sessions, app.clock, mb.address, own_addresses=app.own_addresses(),
-                        window_days=app.config.threading.window_days, handlers=handlers)
+                        window_days=app.config.threading.window_days, handlers=handlers,
+                        routing=app.routing())
     Poller(lambda: MailboxClient(app.imap_settings(0)), ingestor, inbox=mb.inbox_folder,
            sent=mb.sent_folder).run_once()
     deliver_outbox(app)
@@ -138,7 +146,7 @@ def test_command_mail_from_agent_but_not_from_customer(
     customer = dovecot.create_account(prefix="customer", domain="example.org")
     agent = dovecot.create_account(prefix="agent", domain="example.com")
     agents = {agent.address: "Ayşe Yılmaz"}
-    app = wired_app(tmp_path, imap_account, db_url, smtp_sink)
+    app = wired_app(tmp_path, imap_account, db_url, smtp_sink, agents)
     dovecot.deliver(imap_account.address, customer_mail(
         f"Ann <{customer.address}>", imap_account.address, "Cannot log in", "<k1@example.org>",
         body=PASSWORD))
@@ -153,9 +161,24 @@ def test_command_mail_from_agent_but_not_from_customer(
     ticket = show_json(config, imap_account, 1)
     assert len(smtp_sink.messages) == 1 and ticket["status"] == "new"
     assert "vip" not in ticket["tags"] and len(ticket["messages"]) == 3  # joined as text
-    dovecot.deliver(imap_account.address, customer_mail(
-        f"Ayşe <{agent.address}>", imap_account.address, "[#1] close it", "<k3@example.com>",
+    # A forged From: the agent's address and a forged copy of the trusted server's pass,
+    # beneath the real server's fail and another server's pass: refused, no mail at all.
+    forged = authenticated(customer_mail(
+        f"Ayşe <{agent.address}>", imap_account.address, "[#1] close it", "<k9@example.net>",
         body=commands))
+    at_mx = authenticated(forged, results="dmarc=fail header.from=example.com")
+    dovecot.deliver(imap_account.address, authenticated(at_mx,
+                                                        authserv_id="mx.attacker.example"))
+    cycle(app, agents)
+    ticket = show_json(config, imap_account, 1)
+    [refused] = [e for e in ticket["events"] if e["kind"] == "command_refused"]
+    assert refused["message_id"] == "<k9@example.net>" and refused["actor"] == agent.address
+    assert "found: dmarc=fail" in refused["reason"]
+    assert ticket["status"] == "new" and "vip" not in ticket["tags"]
+    assert len(smtp_sink.messages) == 1 and folder_messages(agent, "INBOX") == []
+    dovecot.deliver(imap_account.address, authenticated(customer_mail(
+        f"Ayşe <{agent.address}>", imap_account.address, "[#1] close it", "<k3@example.com>",
+        body=commands)))
     cycle(app, agents)
     smtp_sink.wait_for(3)
     [reply] = [parsed(m) for m in folder_messages(customer, "INBOX") if b"[#1]" in m

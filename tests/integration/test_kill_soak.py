@@ -79,7 +79,7 @@ DEFAULT_SEED = 20261102
 TOTAL = 500
 KILLS = {"sqlite": 20, "postgresql": 12}
 BATCH = 20
-AUTORELAX = "per_sender_hours = 1\nglobal_per_hour = 100000\n"
+AUTORELAX = "per_sender_hours = 1\nglobal_per_hour = 100000\nper_domain_per_hour = 0\n"
 
 MACHINE_HEADERS = (
     "Auto-Submitted: auto-generated\r\n",

@@ -52,6 +52,7 @@ from sqlalchemy.orm import Session
 from devstack.dovecot import ImapAccount
 from devstack.smtpsink import SmtpSink
 from maild.report.kpi import waiting
+from tests.builders import TRUSTED_MX, authenticated
 from tests.integration.stack import (
     append,
     cli_json,
@@ -117,7 +118,8 @@ class Week:
         tid = self.ticket_id(subject)
         raw, _ = self._raw(f"{agent} <{agent.lower()}@example.com>", self.account.address,
                            f"[#{tid}] {line}", at, line)
-        append(self.account, "INBOX", [(raw, at)])
+        # the receiving server's pass on top: command mail needs it ([sender_auth])
+        append(self.account, "INBOX", [(authenticated(raw), at)])
 
     def ticket_id(self, subject: str) -> int:
         rows = cli_json(self.config, self.account, "tickets", "list")
@@ -206,6 +208,7 @@ def configure(imap_account: ImapAccount, db_url: str, smtp_sink: SmtpSink,
               tmp_path: Path) -> Path:
     config = write_config(tmp_path, imap_account, db_url, smtp_sink, extra=(
         '[agents]\n"alice@example.com" = "Alice"\n"bob@example.com" = "Bob"\n'
+        f'[sender_auth]\ntrusted_authserv_id = "{TRUSTED_MX}"\n'
         '[digest]\nto = ["manager@example.com"]\nat = "08:00"\n'
         'days = ["mon", "tue", "wed", "thu", "fri"]\n'))
     text = config.read_text().replace('holidays = "TR"\n',
