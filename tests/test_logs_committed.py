@@ -17,7 +17,7 @@ from maild.ingest import IngestItem, Ingestor
 from maild.parse import ParsedMessage
 from maild.store.after_commit import log_after_commit
 from maild.tickets import StoredMessage
-from tests.builders import migrated_sessions, raw_mail, utc
+from tests.builders import authenticated, migrated_sessions, raw_mail, utc
 from tests.test_replying import PASSWORD, app, ingest  # noqa: F401  (app: a fixture)
 
 log = logging.getLogger("maild.test_after_commit")
@@ -34,8 +34,9 @@ def test_command_mail_is_logged_on_the_ticket_it_was_stored_on(
     with caplog.at_level(logging.INFO, logger="maild"):
         # threads into nothing (the agent is no participant): it opens #2, then the
         # command handler moves it to #1 and removes #2, all before the commit
-        ingest(app, raw_mail(frm="Ayse <ayse@example.com>", msgid="<c1@example.com>",
-                             subject="[#1] please close", body="#tag vip"), 2)
+        ingest(app, authenticated(raw_mail(frm="Ayse <ayse@example.com>",
+                                           msgid="<c1@example.com>",
+                                           subject="[#1] please close", body="#tag vip")), 2)
     lines = ticket_lines(caplog)
     assert not [line for line in lines if re.match(r"ticket #2\b", line)], lines
     assert sorted(line for line in lines if "<c1@example.com>" in line) == [
