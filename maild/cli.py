@@ -308,6 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.set_defaults(func=cmd_tickets_recover)
     from maild.cli_agent import register
     register(sub)
+    from maild.cli_privacy import register as register_privacy
+    register_privacy(sub)
     return p
 
 

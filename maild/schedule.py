@@ -4,6 +4,7 @@ Jobs (each a plain function of the App, usable from `run --once`):
 - `job_sla`: SLA warnings and breaches (with the alert mail to `sla.alert_to`, queued
   in the same transaction as the events), and the pending auto-solve (every minute);
 - `job_outbox`: send or retry the outbox (every minute);
+- `job_retention`: `[privacy] keep_message_text_days` purges old tickets' text (hourly);
 - `job_digest`: the managers' daily digest for yesterday, once per local day at
   `digest.at` in the SLA time zone, on the configured weekdays.
 The digest's Message-ID is derived from the day and the mailbox, and the
@@ -113,9 +114,25 @@ def job_digest(app: App, day: date | None = None, force: bool = False) -> dict[s
     return {"digest": f"{slot.day} queued"}
 
 
+def job_retention(app: App) -> dict[str, Any]:
+    """Purge the text of tickets solved longer ago than `keep_message_text_days`."""
+    from maild.privacy import purge_old_text
+    from maild.privacy.retention import purge_old_quarantine
+
+    days = app.config.privacy.keep_message_text_days
+    if days <= 0:
+        return {}
+    now = app.clock.now()
+    with app.sessions.begin() as session:
+        purged = purge_old_text(session, now, days)
+        quarantine = purge_old_quarantine(session, now, days)
+    return {"text_purged": len(purged), "quarantine_purged": quarantine}
+
+
 def run_due(app: App) -> dict[str, Any]:
-    """Everything due now: SLA checks, the digest if due (then the outbox sends it)."""
-    return {**job_sla(app), **job_digest(app)}
+    """Everything due now: SLA checks, retention, the digest if due (then the outbox
+    sends it)."""
+    return {**job_sla(app), **job_retention(app), **job_digest(app)}
 
 
 def build_scheduler(app: App) -> BackgroundScheduler:
@@ -129,6 +146,8 @@ def build_scheduler(app: App) -> BackgroundScheduler:
     scheduler.add_job(_safe(job_sla, app), "interval", minutes=1, id="sla",
                       next_run_time=start)
     scheduler.add_job(_safe(job_outbox, app), "interval", minutes=1, id="outbox",
+                      next_run_time=start)
+    scheduler.add_job(_safe(job_retention, app), "interval", hours=1, id="retention",
                       next_run_time=start)
     hh, mm = cfg.digest.at.split(":")
     scheduler.add_job(_safe(job_digest, app), CronTrigger(
