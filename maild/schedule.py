@@ -4,6 +4,7 @@ Jobs (each a plain function of the App, usable from `run --once`):
 - `job_sla`: SLA warnings and breaches (with the alert mail to `sla.alert_to`, queued
   in the same transaction as the events), and the pending auto-solve (every minute);
 - `job_outbox`: send or retry the outbox (every minute);
+- `job_surveys`: the satisfaction survey for tickets just solved (`[csat]`, every minute);
 - `job_retention`: `[privacy] keep_message_text_days` purges old tickets' text (hourly);
 - `job_digest`: the managers' daily digest for yesterday, once per local day at
   `digest.at` in the SLA time zone, on the configured weekdays.
@@ -114,6 +115,20 @@ def job_digest(app: App, day: date | None = None, force: bool = False) -> dict[s
     return {"digest": f"{slot.day} queued"}
 
 
+def job_surveys(app: App) -> dict[str, Any]:
+    """Queue the survey mail for tickets solved since the last run (`[csat]`)."""
+    from maild.macros import load_macros
+    from maild.surveys.send import queue_surveys, survey_settings
+
+    if not app.config.csat.enabled:
+        return {}
+    templates = load_macros(app.config.resolve(app.config.paths.templates) / "survey")
+    now = app.clock.now()
+    with app.sessions.begin() as session:
+        return queue_surveys(session, survey_settings(app.config), templates,
+                             app.survey_secret(session), now)
+
+
 def job_retention(app: App) -> dict[str, Any]:
     """Purge the text of tickets solved longer ago than `keep_message_text_days`."""
     from maild.privacy import purge_old_text
@@ -130,9 +145,9 @@ def job_retention(app: App) -> dict[str, Any]:
 
 
 def run_due(app: App) -> dict[str, Any]:
-    """Everything due now: SLA checks, retention, the digest if due (then the outbox
+    """Everything due now: SLA checks, surveys, retention, the digest if due (then the outbox
     sends it)."""
-    return {**job_sla(app), **job_retention(app), **job_digest(app)}
+    return {**job_sla(app), **job_surveys(app), **job_retention(app), **job_digest(app)}
 
 
 def build_scheduler(app: App) -> BackgroundScheduler:
@@ -146,6 +161,8 @@ def build_scheduler(app: App) -> BackgroundScheduler:
     scheduler.add_job(_safe(job_sla, app), "interval", minutes=1, id="sla",
                       next_run_time=start)
     scheduler.add_job(_safe(job_outbox, app), "interval", minutes=1, id="outbox",
+                      next_run_time=start)
+    scheduler.add_job(_safe(job_surveys, app), "interval", minutes=1, id="surveys",
                       next_run_time=start)
     scheduler.add_job(_safe(job_retention, app), "interval", hours=1, id="retention",
                       next_run_time=start)
