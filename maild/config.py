@@ -209,6 +209,12 @@ class ThreadingConfig:
 
 
 @dataclass(frozen=True)
+class EscalationConfig:
+    every_minutes: int = doc("run the time-based automations ([[automation]] in the rule "
+                             "files) this often; 0 = never", default=5)
+
+
+@dataclass(frozen=True)
 class PrivacyConfig:
     keep_message_text_days: int = doc("purge message bodies and raw copies of tickets solved "
                                       "longer ago than this many days (metadata stays for "
@@ -251,6 +257,7 @@ class Config:
     team: TeamConfig = TeamConfig()
     privacy: PrivacyConfig = PrivacyConfig()
     csat: CsatConfig = CsatConfig()
+    escalation: EscalationConfig = EscalationConfig()
 
     def resolve(self, relative: str) -> Path:
         """A path from the config, relative to the config file's directory."""
@@ -272,6 +279,7 @@ SECTIONS: dict[str, type] = {
     "team": TeamConfig,
     "privacy": PrivacyConfig,
     "csat": CsatConfig,
+    "escalation": EscalationConfig,
 }
 
 
@@ -361,7 +369,8 @@ def _check_values(cfg: Config) -> None:
     for key, value in (("privacy.keep_message_text_days", cfg.privacy.keep_message_text_days),
                        ("csat.per_customer_days", cfg.csat.per_customer_days),
                        ("csat.within_hours", cfg.csat.within_hours),
-                       ("csat.nps_per_customer_days", cfg.csat.nps_per_customer_days)):
+                       ("csat.nps_per_customer_days", cfg.csat.nps_per_customer_days),
+                       ("escalation.every_minutes", cfg.escalation.every_minutes)):
         if value < 0:
             raise ConfigError(f"{key}: must be >= 0")
     if cfg.csat.secret_env and cfg.csat.secret_file:
@@ -551,6 +560,7 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
         team=_team(build_section(TeamConfig, data.get("team", {}), "team")),
         privacy=build_section(PrivacyConfig, data.get("privacy", {}), "privacy"),
         csat=build_section(CsatConfig, data.get("csat", {}), "csat"),
+        escalation=build_section(EscalationConfig, data.get("escalation", {}), "escalation"),
     )
     _check_values(cfg)
     return cfg

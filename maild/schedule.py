@@ -5,6 +5,8 @@ Jobs (each a plain function of the App, usable from `run --once`):
   in the same transaction as the events), and the pending auto-solve (every minute);
 - `job_outbox`: send or retry the outbox (every minute);
 - `job_surveys`: the satisfaction survey for tickets just solved (`[csat]`, every minute);
+- `job_escalation`: the time-based automations over the backlog (every
+  `escalation.every_minutes`);
 - `job_retention`: `[privacy] keep_message_text_days` purges old tickets' text (hourly);
 - `job_digest`: the managers' daily digest for yesterday, once per local day at
   `digest.at` in the SLA time zone, on the configured weekdays.
@@ -129,6 +131,18 @@ def job_surveys(app: App) -> dict[str, Any]:
                              app.survey_secret(session), now)
 
 
+def job_escalation(app: App) -> dict[str, Any]:
+    """Fire the `[[automation]]`s that hold on open tickets (once per episode)."""
+    from maild.escalation.runner import NoticeSettings, run_automations
+
+    timed = app.automation().timed
+    if not timed or app.config.escalation.every_minutes <= 0:
+        return {}
+    settings = NoticeSettings(app.config.mailboxes[0].address, app.config.autoreply.sender_name)
+    with app.sessions.begin() as session:
+        return run_automations(session, timed, settings, app.clock.now())
+
+
 def job_retention(app: App) -> dict[str, Any]:
     """Purge the text of tickets solved longer ago than `keep_message_text_days`."""
     from maild.privacy import purge_old_text
@@ -145,9 +159,10 @@ def job_retention(app: App) -> dict[str, Any]:
 
 
 def run_due(app: App) -> dict[str, Any]:
-    """Everything due now: SLA checks, surveys, retention, the digest if due (then the outbox
-    sends it)."""
-    return {**job_sla(app), **job_surveys(app), **job_retention(app), **job_digest(app)}
+    """Everything due now: SLA checks, escalations, surveys, retention, the digest if
+    due (then the outbox sends it)."""
+    return {**job_sla(app), **job_escalation(app), **job_surveys(app), **job_retention(app),
+            **job_digest(app)}
 
 
 def build_scheduler(app: App) -> BackgroundScheduler:
@@ -162,6 +177,10 @@ def build_scheduler(app: App) -> BackgroundScheduler:
                       next_run_time=start)
     scheduler.add_job(_safe(job_outbox, app), "interval", minutes=1, id="outbox",
                       next_run_time=start)
+    if cfg.escalation.every_minutes > 0:
+        scheduler.add_job(_safe(job_escalation, app), "interval",
+                          minutes=cfg.escalation.every_minutes, id="escalation",
+                          next_run_time=start)
     scheduler.add_job(_safe(job_surveys, app), "interval", minutes=1, id="surveys",
                       next_run_time=start)
     scheduler.add_job(_safe(job_retention, app), "interval", hours=1, id="retention",

@@ -19,7 +19,7 @@ from maild.app import App, build_app
 from maild.clock import FixedClock
 from maild.config import load_config
 from maild.ingest import IngestItem
-from maild.replying import set_status
+from maild.replying import Agent, prepare_reply, send_reply, set_status
 from maild.report import build_digest, compute_stats
 from maild.schedule import job_surveys
 from maild.store.db import upgrade
@@ -27,7 +27,7 @@ from maild.store.models import Customer, Event, MessageRow, OutboxRow, Setting, 
 from maild.surveys.links import answer_subject, parse_answer, token, token_ok
 from maild.views import list_tickets
 from tests.builders import raw_mail, utc
-from tests.test_replying import REPO, write_config
+from tests.test_replying import REPO, deliver, write_config
 
 CUSTOMER = "Ann Customer <ann@example.org>"
 AGENT = "Ayse <ayse@example.com>"
@@ -289,3 +289,17 @@ def test_nps_and_the_figures_overall_and_per_agent(db_url: str, tmp_path: Path) 
     job_surveys(app)
     body = surveys_out(app)[-1].get_body(("plain",)).get_content()  # type: ignore[union-attr]
     assert "nps=" not in unquote(body)  # NPS at most once per nps_per_customer_days
+
+
+def test_survey_waits_for_the_solving_reply_to_go_out(app: App) -> None:
+    feed(app, raw_mail(frm=CUSTOMER, msgid="<w1@example.org>", body="My order is late"))
+    with app.sessions.begin() as s:
+        reply = prepare_reply(s, app.automation(), 1, "resolved", agent=Agent("Ayşe"),
+                              now=app.clock.now())
+        send_reply(s, reply, now=app.clock.now(), actor="Ayşe")  # queued, and solved
+    assert job_surveys(app) == {"surveys_sent": 0, "surveys_skipped": 0}  # not yet
+    assert count(app, Survey) == 0
+    deliver(app)  # the ETA reply and the answer go out; the Sent copy is not read yet
+    assert job_surveys(app) == {"surveys_sent": 1, "surveys_skipped": 0}
+    with app.sessions() as s:
+        assert s.scalar(select(Survey.agent)) == "support@example.com"

@@ -6,7 +6,8 @@ the language handling of the ETA reply) with five `mailto:` links (and eleven NP
 links when `[csat] nps` is on and the customer had no NPS question within
 `nps_per_customer_days`), or a `skipped` survey row with the reason: the ticket was
 filtered, never answered by an agent, the customer opted out, was forgotten, or got
-a survey within `per_customer_days`. Each ticket is decided once. The mail goes
+a survey within `per_customer_days`. Each ticket is decided once, after the
+replies queued for it have gone out (the survey never overtakes the answer). The mail goes
 through the outbox like every automatic mail (RFC 3834 headers); nothing is sent here.
 """
 
@@ -25,7 +26,7 @@ from maild.config import Config
 from maild.macros import MacroLibrary
 from maild.macros.render import RenderContext, render_macro
 from maild.outbox import enqueue
-from maild.store.models import Customer, Mailbox, MessageRow, Survey, Ticket
+from maild.store.models import Customer, Mailbox, MessageRow, OutboxRow, Survey, Ticket
 from maild.surveys.links import CSAT_SCORES, NPS_SCORES, OPT_OUT, answer_subject, mailto
 
 BATCH = 100
@@ -76,20 +77,35 @@ def _recent(session: Session, customer_id: int, kind: str, since: datetime) -> b
         Survey.status.in_(("sent", "answered")), Survey.created_at >= since).limit(1)) is not None
 
 
+def _human_replies_queued(session: Session, ticket_id: int) -> tuple[int, int]:
+    """(still queued, sent) human replies of the ticket in the outbox (`maild reply`,
+    command mail): they count as agent replies only once their Sent copy is read."""
+    rows = session.execute(select(OutboxRow.status).where(
+        OutboxRow.ticket_id == ticket_id, OutboxRow.auto.is_(False))).scalars().all()
+    return (sum(1 for r in rows if r in ("queued", "sending")),
+            sum(1 for r in rows if r == "sent"))
+
+
 def _last_agent(session: Session, ticket_id: int) -> tuple[str, str] | None:
-    """(address, name) of the ticket's last agent reply."""
+    """(address, name) of the ticket's last agent reply (a sent `maild reply` whose Sent
+    copy is not read yet: the mailbox's address, as `per_agent` will count it)."""
     row = session.execute(select(MessageRow.from_addr, MessageRow.from_name).where(
         MessageRow.ticket_id == ticket_id, MessageRow.direction == "out",
         MessageRow.auto.is_(False)).order_by(MessageRow.arrived_at.desc(),
                                              MessageRow.id.desc()).limit(1)).first()
-    return (row[0], row[1]) if row else None
+    if row is not None:
+        return row[0], row[1]
+    sent = session.scalar(select(OutboxRow.sender).where(
+        OutboxRow.ticket_id == ticket_id, OutboxRow.auto.is_(False),
+        OutboxRow.status == "sent").order_by(OutboxRow.id.desc()).limit(1))
+    return (sent, "") if sent else None
 
 
 def skip_reason(session: Session, ticket: Ticket, customer: Customer,
                 settings: SurveySettings, now: datetime) -> str | None:
     if ticket.filtered_kind is not None:
         return f"filtered ({ticket.filtered_kind})"
-    if ticket.agent_replies < 1:
+    if ticket.agent_replies < 1 and _human_replies_queued(session, ticket.id)[1] == 0:
         return "no agent reply to rate"
     if customer.erased_at is not None:
         return "customer forgotten"
@@ -107,6 +123,8 @@ def queue_surveys(session: Session, settings: SurveySettings, templates: MacroLi
     """Decide the survey of every ticket solved lately; counts of sent and skipped."""
     sent = skipped = 0
     for ticket in _due(session, now - settings.within, limit):
+        if _human_replies_queued(session, ticket.id)[0]:
+            continue  # the solving reply goes out first; decided at a later run
         customer = session.get_one(Customer, ticket.customer_id)
         agent = _last_agent(session, ticket.id)
         reason = skip_reason(session, ticket, customer, settings, now)
