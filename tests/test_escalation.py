@@ -204,3 +204,12 @@ def test_rules_test_says_which_would_fire_and_when(app: App, tmp_path: Path,
     assert "automation old-unsolved: fires at 2026-11-04T10:00:00+00:00" in shown
     assert main(["--config", cfg, "rules", "test", "--ticket", "9"]) == 2
     assert main(["--config", cfg, "rules", "test"]) == 2
+
+
+def test_every_word_list_entry_is_in_the_docs() -> None:
+    from maild.escalation import words
+
+    text = (REPO / "docs" / "rules.md").read_text(encoding="utf-8")
+    missing = [f"{kind}/{lang}: {e}" for kind, table in words.KINDS.items()
+               for lang, entries in table.items() for e in entries if f"`{e}`" not in text]
+    assert missing == [], f"docs/rules.md lacks word list entries: {missing}"

@@ -22,7 +22,7 @@ from maild.logs import setup_logging
 from maild.privacy import purge_old_text
 from maild.replying import set_status
 from maild.report import compute_stats
-from maild.schedule import job_retention, job_sla
+from maild.schedule import job_digest, job_retention, job_sla
 from maild.store.db import upgrade
 from maild.store.models import (
     Customer,
@@ -46,7 +46,9 @@ OTHER = "Ann Customer <ann@example.org>"
 
 @pytest.fixture
 def cfg_path(db_url: str, tmp_path: Path) -> Path:
-    return write_config(tmp_path, db_url, "[privacy]\nkeep_message_text_days = 30\n")
+    return write_config(tmp_path, db_url, "[privacy]\nkeep_message_text_days = 30\n"
+                        '[sla]\nalert_to = ["lead@example.com"]\n'
+                        '[digest]\nto = ["manager@example.com"]\n')
 
 
 @pytest.fixture
@@ -63,13 +65,18 @@ def _history(app: App) -> None:
                          msgid="<z1@mail.example.org>", body=f"{SENTENCES[0]}. {SENTENCES[1]}."),
            1)
     ingest(app, raw_mail(frm=OTHER, msgid="<a1@example.org>", body="Where is my parcel?"), 2)
+    app.clock = FixedClock(utc(2026, 11, 2, 14, 30))  # first responses were due at 14:00
+    assert sorted(job_sla(app)["breached"]) == [1, 2]  # alert mail names both customers
     ingest(app, raw_mail(frm="Ayse <support@example.com>", to=f"{NAME} <{ADDRESS}>",
+                         date="Mon, 02 Nov 2026 14:45:00 +0000",
                          subject="Re: Invoice 4471 wrong company [#1]", msgid="<r1@example.com>",
                          in_reply_to="<z1@mail.example.org>",
                          body=f"Dear {NAME}, we fixed it.\n> {SENTENCES[0]}."), 1, role="sent")
     ingest(app, raw_mail(frm=f"{NAME} <{ADDRESS}>", subject="Re: Invoice 4471 wrong company [#1]",
                          msgid="<z2@mail.example.org>", in_reply_to="<r1@example.com>",
                          body=f"{SENTENCES[2]}."), 3)
+    app.clock = FixedClock(utc(2026, 11, 3, 9))
+    assert job_digest(app)["digest"] == "2026-11-02 queued"  # lists the breached tickets
     with app.sessions.begin() as s:
         s.add(Quarantine(mailbox_id=1, folder="INBOX", uidvalidity=1, uid=99,
                          error=f"ValueError: bad header from {ADDRESS}",
@@ -141,7 +148,8 @@ def test_forget_leaves_nothing_in_any_table_or_later_log_line(
     assert main(["--config", cfg, "customers", "forget", ADDRESS, "--json", "--yes"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["tickets"] == 1 and summary["messages"] == 3
-    assert summary["outbox_cancelled"] == 1 and summary["quarantined"] == 1
+    # the ETA reply to her, her SLA alert and the digest naming her: all still queued
+    assert summary["outbox_cancelled"] == 3 and summary["quarantined"] == 1
     leftover = _found(_dump(app))
     assert leftover == [], leftover
     assert _kpis(app) == before  # the numbers stay
@@ -150,8 +158,9 @@ def test_forget_leaves_nothing_in_any_table_or_later_log_line(
     logging.getLogger("mailparser").setLevel(logging.INFO)  # header names, per message
     ingest(app, raw_mail(frm=OTHER, msgid="<a2@example.org>", subject="Re: Order missing [#2]",
                          body="Any news?"), 4)
-    sent = deliver(app)  # Ann's ETA reply goes out; the one queued to Zeynep does not
-    assert len(sent) == 1 and b"ann@example.org" in sent[0]
+    sent = deliver(app)  # Ann's ETA reply and alert go out; the mail naming Zeynep does not
+    assert sent and any(b"To: Ann Customer <ann@example.org>" in raw for raw in sent)
+    assert not [raw for raw in sent if ADDRESS.encode() in raw or raw == b""]
     job_sla(app)
     job_retention(app)
     for argv in (["tickets", "show", "1", "--json"], ["tickets", "list", "--json"],

@@ -36,7 +36,8 @@ from maild.store.models import (
 
 ERASED = "(erased)"
 # event detail keys that hold what a person wrote
-_TEXT_KEYS = frozenset({"comment", "text", "subject", "body", "diagnostic", "error"})
+_TEXT_KEYS = frozenset({"comment", "text", "subject", "body", "diagnostic", "error",
+                        "signals"})
 log = logging.getLogger("maild.privacy")
 
 
@@ -167,8 +168,20 @@ def _erase_messages(session: Session, c: Customer, tickets: list[int],
     return len(rows)
 
 
+def _team_mail_naming(session: Session, address: str) -> list[OutboxRow]:
+    """Mail to the team that belongs to no ticket (SLA alerts, escalation notices, the
+    digest) and names the customer's address."""
+    needle = address.lower().encode()
+    return [o for o in session.scalars(select(OutboxRow).where(OutboxRow.ticket_id.is_(None)))
+            if needle in (o.raw or b"").lower()]
+
+
 def _erase_outbox(session: Session, c: Customer, tickets: list[int], scrub: _Scrubber) -> int:
     cancelled = 0
+    for o in _team_mail_naming(session, c.address):
+        if o.status in ("queued", "sending"):  # not sent yet: it will not be
+            o.status, cancelled = "cancelled", cancelled + 1
+        o.raw, o.subject = b"", ERASED
     for o in session.scalars(select(OutboxRow).where(_outbox_filter(c, tickets))):
         if o.status in ("queued", "sending"):
             o.status, cancelled = "cancelled", cancelled + 1
