@@ -60,7 +60,7 @@ tags = ["old"]
 def make_app(tmp: Path, db_url: str, automations: str = AUTOMATIONS) -> App:
     rules = tmp / "rules"
     shutil.copytree(REPO / "rules", rules)
-    (rules / "40-escalation.toml").write_text(automations, encoding="utf-8")
+    (rules / "40-escalation.toml").write_text(automations, encoding="utf-8")  # not the shipped
     cfg = write_config(tmp, db_url)
     cfg.write_text(cfg.read_text().replace(f'rules = "{REPO / "rules"}"', f'rules = "{rules}"'))
     app = build_app(load_config(cfg), FixedClock(utc(2026, 11, 2, 10)), environ={})
@@ -213,3 +213,22 @@ def test_every_word_list_entry_is_in_the_docs() -> None:
     missing = [f"{kind}/{lang}: {e}" for kind, table in words.KINDS.items()
                for lang, entries in table.items() for e in entries if f"`{e}`" not in text]
     assert missing == [], f"docs/rules.md lacks word list entries: {missing}"
+
+
+def test_without_signal_conditions_the_text_is_not_read(db_url: str, tmp_path: Path) -> None:
+    app = make_app(tmp_path, db_url, '''
+[[automation]]
+name = "two-unanswered"
+[automation.when]
+unanswered = ">= 2"
+[automation.then]
+priority = "high"
+''')
+    assert [a.name for a in app.automation().timed] == ["two-unanswered"]
+    feed(app, raw_mail(body=ANGRY))
+    assert job_escalation(app) == {"escalated": 0, "episodes_ended": 0}
+    feed(app, raw_mail(msgid="<m2@example.org>", subject="Re: Order missing [#1]",
+                       body="Hello?"))
+    assert job_escalation(app)["escalated"] == 1
+    [ev] = escalated(app)
+    assert ev.detail["signals"] == [] and ev.detail["done"] == ["priority high"]

@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, literal, select, update
 from sqlalchemy.orm import Session
 
 from maild.alerts import NOTIFICATION_HEADERS
 from maild.compose import compose
-from maild.escalation.model import PRIORITY_ORDER, TicketFacts, TimedAutomation
+from maild.escalation.model import PRIORITY_ORDER, Difficult, TicketFacts, TimedAutomation
 from maild.escalation.signals import detect
 from maild.macros.text import strip_reply
 from maild.outbox import enqueue
@@ -53,26 +53,32 @@ def _contacts(session: Session, customers: set[int], now: datetime) -> dict[int,
         .group_by(Ticket.customer_id))}
 
 
-def gather_facts(session: Session, tickets: Sequence[Ticket], now: datetime
-                 ) -> dict[int, TicketFacts]:
-    """The facts of `tickets`: a few queries for all of them."""
+def uses_signals(automations: Sequence[TimedAutomation]) -> bool:
+    return any(isinstance(c, Difficult) for a in automations for c in a.conditions)
+
+
+def gather_facts(session: Session, tickets: Sequence[Ticket], now: datetime,
+                 signals: bool = True) -> dict[int, TicketFacts]:
+    """The facts of `tickets`: a few queries for all of them; without `signals` the
+    customers' text is not read (no automation looks at it)."""
     ids = [t.id for t in tickets]
     if not ids:
         return {}
     replied = _last_agent_reply(session, ids)
     texts: dict[int, list[str]] = defaultdict(list)
     unanswered: dict[int, int] = defaultdict(int)
+    text_column = MessageRow.text if signals else literal("")
     for tid, at, text in session.execute(select(
-            MessageRow.ticket_id, MessageRow.arrived_at, MessageRow.text).where(
+            MessageRow.ticket_id, MessageRow.arrived_at, text_column).where(
             MessageRow.ticket_id.in_(ids), MessageRow.direction == "in",
             MessageRow.auto.is_(False))):
         if tid not in replied or at > replied[tid]:
             unanswered[tid] += 1
             texts[tid].append(text or "")
-    contacts = _contacts(session, {t.customer_id for t in tickets}, now)
+    contacts = _contacts(session, {t.customer_id for t in tickets}, now) if signals else {}
     out = {}
     for t in tickets:
-        own = [strip_reply(x, t.language) for x in texts[t.id]]
+        own = [strip_reply(x, t.language) for x in texts[t.id]] if signals else []
         out[t.id] = TicketFacts(
             t.id, t.status, t.priority, frozenset(t.tags or ()), t.created_at, t.updated_at,
             t.last_customer_at, t.sla_warn_at, t.sla_due_at, t.first_response_at is not None,
@@ -89,7 +95,7 @@ def run_automations(session: Session, automations: Sequence[TimedAutomation],
     cleared = _clear_left_backlog(session, now)
     tickets = list(session.scalars(select(Ticket).where(Ticket.status.in_(BACKLOG))
                                    .order_by(Ticket.id).limit(limit)))
-    facts = gather_facts(session, tickets, now)
+    facts = gather_facts(session, tickets, now, uses_signals(automations))
     states = {(s.ticket_id, s.name): s for s in session.scalars(select(EscalationState).where(
         EscalationState.ticket_id.in_(list(facts))))} if facts else {}
     fired = 0
