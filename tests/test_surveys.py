@@ -282,7 +282,9 @@ def test_nps_and_the_figures_overall_and_per_agent(db_url: str, tmp_path: Path) 
                               templates=REPO / "templates" / "digest")
     assert "- Satisfaction (CSAT): 67% satisfied of 3 answers, response rate 75% of 4 " \
            "surveys sent; NPS +33 (3 answers)" in digest.text
-    assert "FRT median 0s, CSAT 67% (3), NPS +33" in digest.text, digest.text
+    lines = digest.text.splitlines()
+    assert "  Ayşe <ayse@example.com>: 4 replies, 4 first responses, FRT median 0s, " \
+           "CSAT 67% (3), NPS +33" in lines, digest.text
     assert "67% satisfied of 3 answers" in digest.html and "CSAT 67% (3)" in digest.html
     app.clock = FixedClock(app.clock.now() + timedelta(days=1))
     solved_ticket(app, 5, frm="C1 <c1@example.org>", subject="Question 5")
