@@ -305,3 +305,16 @@ def test_survey_waits_for_the_solving_reply_to_go_out(app: App) -> None:
     assert job_surveys(app) == {"surveys_sent": 1, "surveys_skipped": 0}
     with app.sessions() as s:
         assert s.scalar(select(Survey.agent)) == "support@example.com"
+
+
+def test_an_answer_from_someone_else_rates_nothing(app: App) -> None:
+    tid = solved_ticket(app)
+    job_surveys(app)
+    [msg] = surveys_out(app)
+    answer(app, subject_for(msg, "csat=1"), frm="Mallory <mallory@example.net>")
+    assert not events(app, "csat") and not events(app, "survey_ignored")
+    with app.sessions() as s:
+        assert s.scalar(select(Survey.status).where(Survey.ticket_id == tid)) == "sent"
+        assert s.scalar(select(func.count()).select_from(Ticket)) == 1  # opened nothing
+    answer(app, subject_for(msg, "csat=5"))  # the customer's own answer still counts
+    assert [e.detail["score"] for e in events(app, "csat")] == [5]
