@@ -81,6 +81,12 @@ class App:
             self._automation = load_automation(self.config)
         return self._automation
 
+    def survey_secret(self, session: Session) -> str:
+        """The secret that signs survey links (`[csat]`; else generated, in the database)."""
+        from maild.surveys.secret import survey_secret
+
+        return survey_secret(session, self.config, self.environ)
+
     def ingestor(self, mb: MailboxConfig) -> Ingestor:
         auto = self.automation() if self.with_rules else None
         handlers = self._handlers(auto, mb) if auto else []
@@ -103,12 +109,15 @@ class App:
         return RouteContext(own, team, partial(is_command_mail, agents=agents))
 
     def _handlers(self, auto: Automation, mb: MailboxConfig) -> list[MessageHandler]:
-        """Command mail first (agents only), then rules/ETA (not for commands), drafts."""
+        """Survey answers (routed apart: they only record a score), command mail (agents
+        only), then rules/ETA (not for commands), drafts."""
         from maild.commands import CommandHandler, UnlessCommandMail
         from maild.drafts import DraftHandler
+        from maild.surveys.answers import SurveyAnswerHandler
 
         agents = self.config.agents
-        return [CommandHandler(auto, self.clock, agents),
+        return [SurveyAnswerHandler(self.survey_secret, self.clock),
+                CommandHandler(auto, self.clock, agents),
                 UnlessCommandMail(AutomationHandler(auto, self.clock), agents),
                 DraftHandler(self.clock, enabled=mb.drafts, agents=agents)]
 

@@ -17,6 +17,8 @@ from typing import Any
 from maild.calendar import BusinessCalendar, parse_duration
 from maild.classify import Classification, classify
 from maild.config import AutoReplyConfig, Config
+from maild.escalation.loader import load_automations
+from maild.escalation.model import TimedAutomation
 from maild.eta_wording import describe_eta
 from maild.language import detect_language, own_words
 from maild.loopguard import GuardContext, Verdict, verdict_of
@@ -48,10 +50,12 @@ class Automation:
     own_addresses: frozenset[str]
     warn_fraction: float = 0.8
     sender_trust: SenderTrust = SenderTrust()  # whose Authentication-Results to believe
+    timed: tuple[TimedAutomation, ...] = ()  # `[[automation]]`: maild.escalation
 
 
 def load_automation(config: Config) -> Automation:
-    """Load rules, macros and auto-reply templates; raise on the first error."""
+    """Load rules, time-based automations, macros and auto-reply templates; raise on
+    the first error."""
     policies = {name: SlaPolicy(name, parse_duration(p.first_response),
                                 parse_duration(p.next_response) if p.next_response else None)
                 for name, p in config.sla_policies.items()}
@@ -62,9 +66,10 @@ def load_automation(config: Config) -> Automation:
     calendar = BusinessCalendar(config.sla.timezone, config.sla.business_hours,
                                 config.sla.holidays)
     own = frozenset(mb.address.lower() for mb in config.mailboxes)
+    timed = load_automations(config.rules_dir(), macros.names())
     return Automation(rules, macros, replies, calendar, config.sla.timezone, policies,
                       config.autoreply, own, config.sla.warn_fraction,
-                      SenderTrust(config.sender_auth.trusted_authserv_id))
+                      SenderTrust(config.sender_auth.trusted_authserv_id), timed)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from maild.app import App
 from maild.errors import MaildError
+from maild.escalation.loader import collect_automations
 from maild.macros import load_macros, validate_macros
 from maild.mailbox import MailboxClient
 from maild.rules import validate_all
@@ -115,6 +116,7 @@ def check_content(app: App) -> Iterator[CheckResult]:
         replies, macros = set(), None
     rule_errors = validate_all(cfg.rules_dir(), sla_policies=set(cfg.sla_policies),
                                templates=replies, macros=macros)
+    rule_errors += collect_automations(cfg.rules_dir(), macros)[1]
     for rerr in rule_errors:
         yield CheckResult("rules", False, str(rerr))
     if not rule_errors:

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from maild.cli_common import app_from, clock_from, out_json
@@ -150,10 +151,29 @@ def cmd_tickets_recover(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_automations(entries: list[dict[str, Any]]) -> None:
+    for a in entries:
+        when = "fired already (this episode)" if a["already_fired"] else \
+            f"fires {'now' if a['holds_now'] else 'at ' + a['fires_at']}" if a["fires_at"] \
+            else "does not fire (" + ", ".join(c["condition"] for c in a["conditions"]
+                                                 if not c["holds"]) + " not met)"
+        print(f"  automation {a['automation']}: {when}")
+
+
 def cmd_rules_test(args: argparse.Namespace) -> int:
-    from maild.dryrun import dry_run
+    from maild.dryrun import dry_run, dry_run_ticket
 
     app = _app(args)
+    if (args.file is None) == (args.ticket is None):
+        raise ConfigError("rules test: give a message FILE.eml or --ticket ID (one of them)")
+    if args.ticket is not None:
+        found = dry_run_ticket(app, args.ticket)
+        if args.json:
+            _out(found)
+            return 0
+        print(f"ticket #{found['ticket']} at {found['now']}: {found['facts']}")
+        _print_automations(found["automations"])
+        return 0
     data = dry_run(app, args.file)
     if args.json:
         _out(data)
@@ -177,6 +197,9 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
     print(f"auto-reply: {verdict}")
     for s in data["suggested_macros"]:
         print(f"  suggest: {s['name']} score={s['score']} {' '.join(s['matched_terms'])}")
+    if data["automations"]:
+        print("time-based automations on the new ticket (if nobody answers):")
+        _print_automations(data["automations"])
     return 0
 
 
@@ -265,7 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     rules = sub.add_parser("rules", help="rules").add_subparsers(dest="rules_cmd", required=True)
     rt = rules.add_parser("test", help="dry run of the rules on one .eml file")
-    rt.add_argument("file", help="a raw message (.eml)")
+    rt.add_argument("file", nargs="?", help="a raw message (.eml)")
+    rt.add_argument("--ticket", type=int, help="instead of a message: the time-based "
+                    "automations on this ticket (which would fire, and when)")
     rt.add_argument("--now", help="ISO 8601 time the message is taken to arrive at")
     rt.add_argument("--json", action="store_true")
     rt.set_defaults(func=cmd_rules_test)
@@ -316,6 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
     register_ops(sub, tickets)
     from maild.cli_auth import register as register_auth
     register_auth(sub)
+    from maild.cli_privacy import register as register_privacy
+    register_privacy(sub)
     return p
 
 

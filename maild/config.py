@@ -230,6 +230,37 @@ class ThreadingConfig:
 
 
 @dataclass(frozen=True)
+class EscalationConfig:
+    every_minutes: int = doc("run the time-based automations ([[automation]] in the rule "
+                             "files) this often; 0 = never", default=5)
+
+
+@dataclass(frozen=True)
+class PrivacyConfig:
+    keep_message_text_days: int = doc("purge message bodies and raw copies of tickets solved "
+                                      "longer ago than this many days (metadata stays for "
+                                      "the KPIs); 0 = keep them", default=0)
+
+
+@dataclass(frozen=True)
+class CsatConfig:
+    enabled: bool = doc("mail a satisfaction survey (1-5, one-click mailto: links) when a "
+                        "ticket is solved", default=True)
+    secret_env: str | None = doc("variable holding the secret that signs the survey links; "
+                                 "default: one generated and kept in the database",
+                                 default=None)
+    secret_file: str | None = doc("file holding that secret (instead of secret_env)",
+                                  default=None)
+    per_customer_days: int = doc("at most one survey per customer in this many days",
+                                 default=14)
+    within_hours: int = doc("survey only tickets solved in the last this many hours (a "
+                            "first start never surveys old history)", default=48)
+    nps: bool = doc("also ask the 0-10 Net Promoter question", default=False)
+    nps_per_customer_days: int = doc("at most one NPS question per customer in this many "
+                                     "days", default=90)
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     database: DatabaseConfig
@@ -246,6 +277,9 @@ class Config:
     agents: dict[str, str]
     team: TeamConfig = TeamConfig()
     sender_auth: SenderAuthConfig = SenderAuthConfig()
+    privacy: PrivacyConfig = PrivacyConfig()
+    csat: CsatConfig = CsatConfig()
+    escalation: EscalationConfig = EscalationConfig()
 
     def resolve(self, relative: str) -> Path:
         """A path from the config, relative to the config file's directory."""
@@ -280,6 +314,9 @@ SECTIONS: dict[str, type] = {
     "limits": LimitsConfig,
     "team": TeamConfig,
     "sender_auth": SenderAuthConfig,
+    "privacy": PrivacyConfig,
+    "csat": CsatConfig,
+    "escalation": EscalationConfig,
 }
 
 
@@ -368,6 +405,15 @@ def _check_values(cfg: Config) -> None:
         raise ConfigError("threading.window_days: must be >= 0")
     if cfg.autoreply.per_domain_per_hour < 0:
         raise ConfigError("autoreply.per_domain_per_hour: must be >= 0 (0 = no cap)")
+    for key, value in (("privacy.keep_message_text_days", cfg.privacy.keep_message_text_days),
+                       ("csat.per_customer_days", cfg.csat.per_customer_days),
+                       ("csat.within_hours", cfg.csat.within_hours),
+                       ("csat.nps_per_customer_days", cfg.csat.nps_per_customer_days),
+                       ("escalation.every_minutes", cfg.escalation.every_minutes)):
+        if value < 0:
+            raise ConfigError(f"{key}: must be >= 0")
+    if cfg.csat.secret_env and cfg.csat.secret_file:
+        raise ConfigError("csat: give secret_env or secret_file, not both")
 
 
 def _check_durations(cfg: Config) -> None:
@@ -592,6 +638,9 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
         team=_team(build_section(TeamConfig, data.get("team", {}), "team")),
         sender_auth=_sender_auth(build_section(SenderAuthConfig, data.get("sender_auth", {}),
                                                "sender_auth")),
+        privacy=build_section(PrivacyConfig, data.get("privacy", {}), "privacy"),
+        csat=build_section(CsatConfig, data.get("csat", {}), "csat"),
+        escalation=build_section(EscalationConfig, data.get("escalation", {}), "escalation"),
     )
     _check_values(cfg)
     return cfg
@@ -640,6 +689,16 @@ def read_secret(obj: MailboxConfig | SmtpConfig, cfg: Config, where: str,
     """The password named by password_env / password_file, or None if neither."""
     env = os.environ if environ is None else environ
     return _named_secret(cfg, where, "password", obj.password_env, obj.password_file, env)
+
+
+def read_csat_secret(cfg: Config, environ: Mapping[str, str] | None = None) -> str | None:
+    """The survey signing secret named by csat.secret_env / secret_file, or None."""
+    env = os.environ if environ is None else environ
+    secret = _named_secret(cfg, "csat", "secret", cfg.csat.secret_env, cfg.csat.secret_file,
+                           env)
+    if secret is not None and len(secret) < 16:
+        raise ConfigError("csat.secret: too short (at least 16 characters)")
+    return secret
 
 
 def read_client_secret(o: OAuth2Config, cfg: Config, where: str,

@@ -1,4 +1,9 @@
-"""`maild rules test FILE.eml`: the Plan for one message, stored and sent nowhere.
+"""`maild rules test FILE.eml`: the Plan for one message, stored and sent nowhere;
+`maild rules test --ticket ID`: which time-based automations would fire on a ticket.
+
+For a message, the automations are evaluated on the ticket it would open (as it
+stands at arrival: nobody answers, nothing else changes), with the time each would
+fire.
 
 Uses the same `plan_message` as the ingest pipeline. When the database is
 reachable and migrated, threading is looked up read-only (so "new ticket vs
@@ -8,6 +13,7 @@ ticket and the output says so. The session is always rolled back.
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +21,17 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from maild.actions import rate_limit_reason
 from maild.app import App
-from maild.automation import plan_message
-from maild.errors import ConfigError, MaildError
-from maild.parse import parse_message
+from maild.automation import Plan, plan_message
+from maild.errors import ConfigError, MaildError, NotFoundError
+from maild.escalation.engine import explain
+from maild.escalation.model import TicketFacts
+from maild.escalation.runner import facts_dict, gather_facts, states_of
+from maild.escalation.signals import detect
+from maild.macros.text import strip_reply
+from maild.parse import ParsedMessage, parse_message
 from maild.routing import Route, route_message
 from maild.store import repo
-from maild.store.models import Customer, Mailbox
+from maild.store.models import Customer, Mailbox, Ticket
 from maild.threads import decide_thread
 from maild.tickets import arrival_time
 
@@ -84,4 +95,33 @@ def dry_run(app: App, path: str) -> dict[str, Any]:
                                  f"({route.classification.reason}): no rules, no reply")
     elif plan.auto_reply and rate:
         out["auto_reply"].update(send=False, skip_reason=rate)
+    out["automations"] = [] if route.automatic or not is_new else \
+        explain(auto.timed, _new_ticket_facts(app, parsed, plan, arrived), arrived)
     return out
+
+
+def _new_ticket_facts(app: App, parsed: ParsedMessage, plan: Plan,
+                      arrived: datetime) -> TicketFacts:
+    """The ticket `parsed` would open, at its arrival, as the automations see it."""
+    auto = app.automation()
+    policy = auto.policies.get(plan.sla_policy) or auto.policies["default"]
+    warn = auto.calendar.add(arrived, policy.first_response * auto.warn_fraction)
+    text = strip_reply(parsed.text, plan.language)
+    return TicketFacts(0, "new", plan.decision.priority, frozenset(plan.decision.tags), arrived,
+                       arrived, arrived, warn, plan.sla_due_at, False, 1,
+                       detect([text], plan.language, 1))
+
+
+def dry_run_ticket(app: App, ticket_id: int) -> dict[str, Any]:
+    """The time-based automations on ticket `ticket_id` now: which hold, when each
+    would fire, which already fired in their current episode. Reads only."""
+    app.require_schema()
+    now = app.clock.now()
+    with app.sessions() as session:
+        ticket = session.get(Ticket, ticket_id)
+        if ticket is None:
+            raise NotFoundError(f"no ticket #{ticket_id}")
+        facts = gather_facts(session, [ticket], now)[ticket_id]
+        fired = states_of(session, ticket_id)
+    return {"ticket": ticket_id, "now": now.isoformat(), "facts": facts_dict(facts),
+            "automations": explain(app.automation().timed, facts, now, fired)}

@@ -11,6 +11,9 @@ turns that into what storing it means:
 - an agent's mail that goes to a customer is an agent reply on that customer's
   ticket; an agent forwarding a customer's mail opens the ticket for the original
   sender; other agent mail (to the team only, command mail) is a note: `auto`;
+- a survey answer (the subject of one of maild's survey links: `[#ID] csat=N key=…`)
+  is stored `auto` on its ticket, before any other handling: it never opens or reopens
+  a ticket, never counts as a customer follow-up and never gets a reply;
 - the rest is a customer's.
 
 Pure: no database, no clock; the writer (`maild.tickets`) asks and acts.
@@ -32,6 +35,7 @@ from maild.classify import (
     classify,
 )
 from maild.parse import ParsedMessage
+from maild.surveys.links import SurveyAnswer, parse_answer
 from maild.threads import is_forward
 
 MAILD_ID_RE = re.compile(r"^<maild\.(?:t\d+\.)?[0-9a-f]{32}@", re.IGNORECASE)
@@ -63,6 +67,7 @@ class Route:
     filtered_kind: str | None = None
     forwarded_by: str | None = None  # an agent's forward: the agent's address
     bounce: BounceDetails | None = field(default=None, compare=False)
+    survey: SurveyAnswer | None = None  # an answer to a survey link (maild.surveys)
 
 
 @dataclass(frozen=True)
@@ -115,6 +120,12 @@ def route_message(parsed: ParsedMessage, role: str, ctx: RouteContext,
     found = classify(parsed, ctx.classify)
     if found.sender == MACHINE:
         return _machine(parsed, found, raw)
+    answer = parse_answer(parsed.subject)
+    if answer is not None:
+        cls = Classification(found.sender, None, "survey-answer",
+                             "an answer to a satisfaction survey link")
+        return Route(False, True, parsed.from_addr, cls, customer_name=parsed.from_name,
+                     only_join=True, survey=answer)
     if found.sender == AGENT:
         return _agent(parsed, found, ctx)
     return Route(False, False, parsed.from_addr, found, customer_name=parsed.from_name)

@@ -4,6 +4,10 @@ Jobs (each a plain function of the App, usable from `run --once`):
 - `job_sla`: SLA warnings and breaches (with the alert mail to `sla.alert_to`, queued
   in the same transaction as the events), and the pending auto-solve (every minute);
 - `job_outbox`: send or retry the outbox (every minute);
+- `job_surveys`: the satisfaction survey for tickets just solved (`[csat]`, every minute);
+- `job_escalation`: the time-based automations over the backlog (every
+  `escalation.every_minutes`);
+- `job_retention`: `[privacy] keep_message_text_days` purges old tickets' text (hourly);
 - `job_digest`: the managers' daily digest for yesterday, once per local day at
   `digest.at` in the SLA time zone, on the configured weekdays.
 The digest's Message-ID is derived from the day and the mailbox, and the
@@ -113,9 +117,52 @@ def job_digest(app: App, day: date | None = None, force: bool = False) -> dict[s
     return {"digest": f"{slot.day} queued"}
 
 
+def job_surveys(app: App) -> dict[str, Any]:
+    """Queue the survey mail for tickets solved since the last run (`[csat]`)."""
+    from maild.macros import load_macros
+    from maild.surveys.send import queue_surveys, survey_settings
+
+    if not app.config.csat.enabled:
+        return {}
+    templates = load_macros(app.config.templates_dir() / "survey")
+    now = app.clock.now()
+    with app.sessions.begin() as session:
+        return queue_surveys(session, survey_settings(app.config), templates,
+                             app.survey_secret(session), now)
+
+
+def job_escalation(app: App) -> dict[str, Any]:
+    """Fire the `[[automation]]`s that hold on open tickets (once per episode)."""
+    from maild.escalation.runner import NoticeSettings, run_automations
+
+    timed = app.automation().timed
+    if not timed or app.config.escalation.every_minutes <= 0:
+        return {}
+    settings = NoticeSettings(app.config.mailboxes[0].address, app.config.autoreply.sender_name)
+    with app.sessions.begin() as session:
+        return run_automations(session, timed, settings, app.clock.now())
+
+
+def job_retention(app: App) -> dict[str, Any]:
+    """Purge the text of tickets solved longer ago than `keep_message_text_days`."""
+    from maild.privacy import purge_old_text
+    from maild.privacy.retention import purge_old_quarantine
+
+    days = app.config.privacy.keep_message_text_days
+    if days <= 0:
+        return {}
+    now = app.clock.now()
+    with app.sessions.begin() as session:
+        purged = purge_old_text(session, now, days)
+        quarantine = purge_old_quarantine(session, now, days)
+    return {"text_purged": len(purged), "quarantine_purged": quarantine}
+
+
 def run_due(app: App) -> dict[str, Any]:
-    """Everything due now: SLA checks, the digest if due (then the outbox sends it)."""
-    return {**job_sla(app), **job_digest(app)}
+    """Everything due now: SLA checks, escalations, surveys, retention, the digest if
+    due (then the outbox sends it)."""
+    return {**job_sla(app), **job_escalation(app), **job_surveys(app), **job_retention(app),
+            **job_digest(app)}
 
 
 def build_scheduler(app: App) -> BackgroundScheduler:
@@ -129,6 +176,14 @@ def build_scheduler(app: App) -> BackgroundScheduler:
     scheduler.add_job(_safe(job_sla, app), "interval", minutes=1, id="sla",
                       next_run_time=start)
     scheduler.add_job(_safe(job_outbox, app), "interval", minutes=1, id="outbox",
+                      next_run_time=start)
+    if cfg.escalation.every_minutes > 0:
+        scheduler.add_job(_safe(job_escalation, app), "interval",
+                          minutes=cfg.escalation.every_minutes, id="escalation",
+                          next_run_time=start)
+    scheduler.add_job(_safe(job_surveys, app), "interval", minutes=1, id="surveys",
+                      next_run_time=start)
+    scheduler.add_job(_safe(job_retention, app), "interval", hours=1, id="retention",
                       next_run_time=start)
     hh, mm = cfg.digest.at.split(":")
     scheduler.add_job(_safe(job_digest, app), CronTrigger(

@@ -153,7 +153,9 @@ class TicketWriter:
         arrived = arrival_time(parsed, internaldate, route.outbound, now)
         decision = self._thread(parsed, route, arrived)
         if decision.ticket_id is None and route.only_join:
-            log.info("skipped maild's own mail %s: it belongs to no ticket", parsed.message_id)
+            log.info("skipped %s %s: it belongs to no ticket",
+                     "a survey answer" if route.survey else "maild's own mail",
+                     parsed.message_id)
             return None
         new = decision.ticket_id is None
         if decision.ticket_id is None:

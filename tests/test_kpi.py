@@ -28,6 +28,8 @@ CAL = BusinessCalendar("Europe/Istanbul", "Mon-Fri 09:00-18:00", "TR")
 ALICE, BOB, CAROL = ("Alice (Example Support)", "Bob (Example Support)", "Carol (Sales)")
 FROM = {ALICE: "alice@example.com", BOB: "support@example.com", CAROL: "sales@example.com"}
 AGENTS = {"Alice@Example.com": "Alice"}  # the [agents] table (keys are matched lower-case)
+# per_agent entries of agents nobody rated in the period (maild.surveys.figures)
+NO_SURVEYS = {"csat": {"satisfied_pct": None, "responses": 0}, "nps": None}
 _ids = itertools.count(1)
 
 
@@ -257,11 +259,11 @@ def test_per_agent_and_mailbox(week: dict[str, Any]) -> None:
     # FR T2 5400, T5 21600, T12 10800. Carol (the sales mailbox): T9 1200.
     assert week["per_agent"] == [
         {"agent": "alice@example.com", "name": "Alice", "replies": 4, "first_responses": 3,
-         "frt_business_median": 5400},
+         "frt_business_median": 5400, **NO_SURVEYS},
         {"agent": "support@example.com", "name": BOB, "replies": 4, "first_responses": 3,
-         "frt_business_median": 10800},
+         "frt_business_median": 10800, **NO_SURVEYS},
         {"agent": "sales@example.com", "name": CAROL, "replies": 1, "first_responses": 1,
-         "frt_business_median": 1200},
+         "frt_business_median": 1200, **NO_SURVEYS},
     ]
     # support: business 3600 5400 5400 10800 10800 21600 -> median (5400+10800)/2 = 8100
     assert week["per_mailbox"] == [
@@ -391,11 +393,11 @@ def test_per_agent_keyed_by_address_not_display_name(db_url: str) -> None:
     # bob "Support Team" 7200; support@: Dana 14400, Eve 18000 -> 16200
     assert computed["per_agent"] == recorded["per_agent"] == [
         {"agent": "alice@example.com", "name": "Alice", "replies": 2, "first_responses": 2,
-         "frt_business_median": 7200},
+         "frt_business_median": 7200, **NO_SURVEYS},
         {"agent": "support@example.com", "name": "Dana, Eve", "replies": 2,
-         "first_responses": 2, "frt_business_median": 16200},
+         "first_responses": 2, "frt_business_median": 16200, **NO_SURVEYS},
         {"agent": "bob@example.com", "name": "Support Team", "replies": 1,
-         "first_responses": 1, "frt_business_median": 7200},
+         "first_responses": 1, "frt_business_median": 7200, **NO_SURVEYS},
     ]
 
 

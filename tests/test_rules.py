@@ -97,6 +97,7 @@ def test_example_rules_load_in_file_order() -> None:
         "10-spam.toml",
         "20-priority.toml",
         "30-vip.toml",
+        "40-escalation.toml",  # [[automation]] tables only (maild.escalation)
     ]
     names = examples().names
     assert names[0] == "spam-subjects"

@@ -201,6 +201,26 @@ def oldest_waiting(session: Session, now: datetime, zone: ZoneInfo,
     return [_row(*found[tid], now, zone, since=at) for tid, at in waits]
 
 
+def satisfaction_line(stats: dict[str, Any]) -> str:
+    """CSAT and NPS of the day in one line (docs/metrics.md)."""
+    csat, detail = stats["csat"], stats["nps_detail"]
+    line = f"Satisfaction (CSAT): {pct(csat['satisfied_pct'])} satisfied of " \
+           f"{csat['responses']} answer{'' if csat['responses'] == 1 else 's'}, response " \
+           f"rate {pct(csat['response_rate'])} of {csat['surveys_sent']} survey" \
+           f"{'' if csat['surveys_sent'] == 1 else 's'} sent"
+    if detail["responses"]:
+        line += f"; NPS {stats['nps']:+.0f} ({detail['responses']} answers)"
+    return line
+
+
+def agent_satisfaction(entry: dict[str, Any]) -> str:
+    csat = entry.get("csat") or {}
+    if not csat.get("responses"):
+        return ""
+    nps = f", NPS {entry['nps']:+.0f}" if entry.get("nps") is not None else ""
+    return f"CSAT {pct(csat['satisfied_pct'])} ({csat['responses']}){nps}"
+
+
 def filtered_line(filtered: dict[str, Any]) -> str:
     """"Filtered (machine mail, not counted): 7 — 3 auto-reply, 2 bounce, ...": the
     day's machine mail by kind, most first (kinds with none left out)."""
@@ -254,8 +274,9 @@ def build_digest(session: Session, calendar: BusinessCalendar, day: date, tz: st
         "oldest": oldest_waiting(session, now, zone, mailbox_id),
         "agents": [{**a, "frt": duration(a["frt_business_median"]),
                     "label": a["name"] if a["name"] == a["agent"]
-                    else f"{a['name']} <{a['agent']}>"}
+                    else f"{a['name']} <{a['agent']}>", "satisfaction": agent_satisfaction(a)}
                    for a in stats["per_agent"]],
+        "satisfaction_line": satisfaction_line(stats),
         "filtered_line": filtered_line(stats["filtered"]),
         "unreachable": unreachable(session, since, end, zone, mailbox_id),
     }

@@ -19,6 +19,7 @@ import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any, NamedTuple
 
 from sqlalchemy import ColumnElement, Select, and_, case, false, func, or_, select, union_all
@@ -27,6 +28,7 @@ from sqlalchemy.orm import Session, aliased
 from maild.calendar import BusinessCalendar
 from maild.classify import MACHINE_KINDS
 from maild.store.models import Event, Mailbox, MessageRow, Ticket
+from maild.surveys.figures import merge_per_agent, survey_figures
 
 UNKNOWN_AGENT = "(unknown)"
 AGE_BUCKETS: tuple[tuple[str, int | None], ...] = (
@@ -387,6 +389,7 @@ def compute_stats(session: Session, calendar: BusinessCalendar, since: datetime,
         Ticket, Ticket.id == Event.ticket_id).where(
         Event.kind == "reopened", Event.at >= since, Event.at < end, *scope)) or 0
     due = [f.attained for f in frs if f.attained is not None]
+    surveys = survey_figures(session, since, end, mailbox_id, partial(agent_key, agents=team))
     return {
         "since": iso(since), "until": iso(until),
         "tickets_created": n["created"], "first_responses": len(frs),
@@ -399,8 +402,10 @@ def compute_stats(session: Session, calendar: BusinessCalendar, since: datetime,
         "backlog": {"total": n["backlog"],
                     "age_buckets": {name: n[name] for name, _ in AGE_BUCKETS}},
         "longest_wait_seconds": (end - waits[0][1]).total_seconds() if waits else None,
-        "per_agent": _per_agent(session, frs, since, end, mailbox_id, team),
+        "per_agent": merge_per_agent(_per_agent(session, frs, since, end, mailbox_id, team),
+                                     surveys["per_agent"], team),
         "per_mailbox": _per_mailbox(session, frs, counts, mailbox_id),
         "filtered": filtered_mail(session, since, end, mailbox_id),
         "delivery_failures": session.scalar(select(func.count()).select_from(failures)) or 0,
+        "csat": surveys["csat"], "nps": surveys["nps"], "nps_detail": surveys["nps_detail"],
     }

@@ -149,8 +149,9 @@ def _file_rules(path: Path, known: KnownNames, errors: list[RuleError]) -> list[
         errors.append(exc)
         return []
     for key in data:
-        if key != "rule":
-            errors.append(_error(f"{path}: {key}: {_unknown(key, ['rule'], 'top-level key')}"))
+        if key not in ("rule", "automation"):  # [[automation]]: maild.escalation.loader
+            errors.append(_error(f"{path}: {key}: "
+                                 f"{_unknown(key, ['rule', 'automation'], 'top-level key')}"))
     entries = data.get("rule", [])
     if not isinstance(entries, list):
         errors.append(_error(f"{path}: rule: expected an array of tables ([[rule]])"))

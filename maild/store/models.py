@@ -91,6 +91,10 @@ class Customer(Base):
     trusted: Mapped[bool] = mapped_column(Boolean, default=False)
     # the last permanent delivery failure to this address (no ETA reply for a while)
     bounced_at: Mapped[datetime | None]
+    # the customer asked for no more satisfaction surveys (the survey's opt-out link)
+    survey_opt_out_at: Mapped[datetime | None]
+    # `maild customers forget`: address and name replaced by a pseudonym at this time
+    erased_at: Mapped[datetime | None]
 
 
 class Ticket(Base):
@@ -142,6 +146,8 @@ class Ticket(Base):
     # notification, report, spam, agent) and the marker or rule that said so
     filtered_kind: Mapped[str | None] = mapped_column(String(32))
     filtered_reason: Mapped[str | None] = mapped_column(String(255))
+    # `[privacy] keep_message_text_days`: bodies and raw copies purged at this time
+    text_purged_at: Mapped[datetime | None]
 
     customer: Mapped[Customer] = relationship()
     messages: Mapped[list[MessageRow]] = relationship(
@@ -281,3 +287,46 @@ class OutboxRow(Base):
     in_sent_folder: Mapped[bool] = mapped_column(Boolean, default=False)
     # applied to the ticket once the server accepts the message: {"status", "actor"}
     on_sent: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)
+
+
+class Survey(Base):
+    """A satisfaction survey (CSAT 1-5 or NPS 0-10) maild sent, or decided not to send,
+    for a solved ticket; its answer's score once the customer clicked a link."""
+
+    __tablename__ = "surveys"
+    __table_args__ = (UniqueConstraint("ticket_id", "kind"),
+                      Index("ix_surveys_customer_kind_at", "customer_id", "kind", "created_at"),
+                      Index("ix_surveys_kind_answered", "kind", "answered_at"))
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"))
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    kind: Mapped[str] = mapped_column(String(8))  # csat | nps
+    status: Mapped[str] = mapped_column(String(16))  # sent | skipped | answered
+    reason: Mapped[str | None] = mapped_column(String(255))  # why skipped
+    agent: Mapped[str | None] = mapped_column(String(320))  # who answered the ticket last
+    created_at: Mapped[datetime]
+    answered_at: Mapped[datetime | None]
+    score: Mapped[int | None] = mapped_column(Integer)
+
+
+class Setting(Base):
+    """Values maild generates and keeps (the survey signing secret): key -> text."""
+
+    __tablename__ = "settings"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class EscalationState(Base):
+    """One time-based automation's current episode on one ticket: it fired at
+    `fired_at` and fires again only after its conditions stopped holding
+    (`cleared_at` set) and hold anew."""
+
+    __tablename__ = "escalation_states"
+    __table_args__ = (UniqueConstraint("ticket_id", "name"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"))
+    name: Mapped[str] = mapped_column(String(128))
+    fired_at: Mapped[datetime]
+    cleared_at: Mapped[datetime | None]
+    times: Mapped[int] = mapped_column(Integer, default=1)
