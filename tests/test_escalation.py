@@ -29,6 +29,8 @@ from maild.store.models import EscalationState, Event, OutboxRow, Ticket
 from tests.builders import raw_mail, utc
 from tests.test_replying import REPO, write_config
 
+SHIPPED_RULES = REPO / "maild" / "defaults" / "rules"
+
 ANGRY = ("This is UNACCEPTABLE. I have written three times and my order is still not here. "
          "If I do not hear from you today I will cancel my account and file a chargeback.")
 AUTOMATIONS = '''
@@ -59,10 +61,10 @@ tags = ["old"]
 
 def make_app(tmp: Path, db_url: str, automations: str = AUTOMATIONS) -> App:
     rules = tmp / "rules"
-    shutil.copytree(REPO / "rules", rules)
+    shutil.copytree(SHIPPED_RULES, rules)
     (rules / "40-escalation.toml").write_text(automations, encoding="utf-8")  # not the shipped
     cfg = write_config(tmp, db_url)
-    cfg.write_text(cfg.read_text().replace(f'rules = "{REPO / "rules"}"', f'rules = "{rules}"'))
+    cfg.write_text(cfg.read_text().replace(f'rules = "{SHIPPED_RULES}"', f'rules = "{rules}"'))
     app = build_app(load_config(cfg), FixedClock(utc(2026, 11, 2, 10)), environ={})
     upgrade(app.engine)
     return app
@@ -130,10 +132,10 @@ def test_loader_errors_name_file_automation_and_field(tmp_path: Path, toml: str,
 
 
 def test_rule_files_with_automations_still_load_as_rules() -> None:
-    rules = load_rules(REPO / "rules", sla_policies={"default", "vip"},
+    rules = load_rules(SHIPPED_RULES, sla_policies={"default", "vip"},
                        templates={"eta", "eta-vip"})
     assert rules.rules
-    names = [a.name for a in load_automations(REPO / "rules", {"angry-customer"})]
+    names = [a.name for a in load_automations(SHIPPED_RULES, {"angry-customer"})]
     assert names == ["difficult-conversation", "first-response-breached"]
 
 

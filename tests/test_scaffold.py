@@ -65,7 +65,9 @@ def test_init_refuses_to_overwrite_unless_forced(tmp_path: Path,
     (tmp_path / "rules" / "10-spam.toml").write_text("# mine too\n")
     code, _, err = init(tmp_path, capsys)
     assert code == 1 and err.count("\n") == 1
-    assert f"{tmp_path / 'maild.toml'} exists and 23 more: nothing written" in err
+    shipped = sum(1 for d in (resources.default_rules(), resources.default_templates())
+                  for f in d.rglob("*") if f.is_file() and "__pycache__" not in f.parts)
+    assert f"{tmp_path / 'maild.toml'} exists and {shipped} more: nothing written" in err
     assert (tmp_path / "maild.toml").read_text() == "# mine\n"
     assert (tmp_path / "rules" / "10-spam.toml").read_text() == "# mine too\n"
     assert init(tmp_path, capsys, "--force")[0] == 0

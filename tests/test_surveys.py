@@ -279,7 +279,7 @@ def test_nps_and_the_figures_overall_and_per_agent(db_url: str, tmp_path: Path) 
     with app.sessions() as s:
         digest = build_digest(s, app.automation().calendar, date(2026, 11, 2), "UTC",
                               utc(2026, 11, 3, 8), agents={"ayse@example.com": "Ayşe"},
-                              templates=REPO / "templates" / "digest")
+                              templates=REPO / "maild" / "defaults" / "templates" / "digest")
     assert "- Satisfaction (CSAT): 67% satisfied of 3 answers, response rate 75% of 4 " \
            "surveys sent; NPS +33 (3 answers)" in digest.text
     lines = digest.text.splitlines()
