@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild import smtp
-from maild.actions import AutomationHandler
+from maild.actions import AutomationHandler, PlanObserver
 from maild.auth.base import TokenSource
 from maild.automation import Automation, load_automation
 from maild.classify import ClassifyContext
@@ -81,9 +81,10 @@ class App:
             self._automation = load_automation(self.config)
         return self._automation
 
-    def ingestor(self, mb: MailboxConfig) -> Ingestor:
+    def ingestor(self, mb: MailboxConfig, observe: PlanObserver | None = None) -> Ingestor:
+        """The ingest pipeline of `mb`; `observe` is told every Plan (the dry run)."""
         auto = self.automation() if self.with_rules else None
-        handlers = self._handlers(auto, mb) if auto else []
+        handlers = self._handlers(auto, mb, observe) if auto else []
         return Ingestor(self.sessions, self.clock, mb.address, own_addresses=self.own_addresses(),
                         window_days=self.config.threading.window_days, handlers=handlers,
                         calendar=auto.calendar if auto else None,
@@ -102,14 +103,15 @@ class App:
                                company_domains=frozenset(self.config.team.domains))
         return RouteContext(own, team, partial(is_command_mail, agents=agents))
 
-    def _handlers(self, auto: Automation, mb: MailboxConfig) -> list[MessageHandler]:
+    def _handlers(self, auto: Automation, mb: MailboxConfig,
+                  observe: PlanObserver | None) -> list[MessageHandler]:
         """Command mail first (agents only), then rules/ETA (not for commands), drafts."""
         from maild.commands import CommandHandler, UnlessCommandMail
         from maild.drafts import DraftHandler
 
         agents = self.config.agents
         return [CommandHandler(auto, self.clock, agents),
-                UnlessCommandMail(AutomationHandler(auto, self.clock), agents),
+                UnlessCommandMail(AutomationHandler(auto, self.clock, observe), agents),
                 DraftHandler(self.clock, enabled=mb.drafts, agents=agents)]
 
     def smtp_settings(self) -> SmtpSettings | None:
