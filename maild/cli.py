@@ -13,40 +13,20 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
-from maild.app import App, build_app
-from maild.clock import Clock, FixedClock, SystemClock, parse_instant
-from maild.config import load_config
+from maild.cli_agent import register as register_agent_commands
+from maild.cli_common import app_from, print_json
 from maild.errors import ConfigError, MaildError, NotFoundError
 from maild.logs import setup_logging
 
 Handler = Callable[[argparse.Namespace], int]
 
 
-def _out(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
-
-
-def _clock(args: argparse.Namespace) -> Clock:
-    now = getattr(args, "now", None)
-    if not now:
-        return SystemClock()
-    try:
-        return FixedClock(parse_instant(now))
-    except ValueError:
-        raise ConfigError(f"--now: not an ISO 8601 time: {now!r}") from None
-
-
-def _app(args: argparse.Namespace) -> App:
-    return build_app(load_config(args.config), _clock(args))
-
-
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from maild.store.db import upgrade
 
-    app = _app(args)
+    app = app_from(args)
     before, after = upgrade(app.engine)
     url = app.engine.url.render_as_string(hide_password=True)
     print(f"database {url}: {before or 'empty'} -> {after}" if before != after
@@ -57,7 +37,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from maild.daemon import run_forever, run_once
 
-    app = _app(args)
+    app = app_from(args)
     app.require_schema()
     if args.once:
         progress = (lambda line: print(line, file=sys.stderr)) if sys.stderr.isatty() else None
@@ -68,7 +48,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                    "send_retry": len(delivery.retry) if delivery else 0,
                    "send_failed": len(delivery.failed) if delivery else 0}
         if args.json:
-            _out(summary)
+            print_json(summary)
         else:
             print(f"stored {summary['stored']} message(s), {summary['new_tickets']} new "
                   f"ticket(s); sent {summary['sent']}, retrying {summary['send_retry']}, "
@@ -81,9 +61,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from maild.checks import run_checks
 
-    results = run_checks(_app(args))
+    results = run_checks(app_from(args))
     if args.json:
-        _out([r.__dict__ for r in results])
+        print_json([r.__dict__ for r in results])
     else:
         for r in results:
             print(f"[{'ok' if r.ok else 'FAIL':>4}] {r.name}: {r.detail}")
@@ -93,12 +73,12 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_tickets_list(args: argparse.Namespace) -> int:
     from maild.views import list_tickets
 
-    app = _app(args)
+    app = app_from(args)
     app.require_schema()
     with app.sessions() as session:
         rows = list_tickets(session, args.status, args.limit)
     if args.json:
-        _out(rows)
+        print_json(rows)
         return 0
     for t in rows:
         print(f"#{t['id']:<5} {t['status']:<8} {t['priority']:<7} {t['customer']:<32} "
@@ -110,12 +90,12 @@ def cmd_tickets_list(args: argparse.Namespace) -> int:
 def cmd_tickets_show(args: argparse.Namespace) -> int:
     from maild.views import show_ticket
 
-    app = _app(args)
+    app = app_from(args)
     app.require_schema()
     with app.sessions() as session:
         data = show_ticket(session, args.id)
     if args.json:
-        _out(data)
+        print_json(data)
         return 0
     print(f"#{data['id']} [{data['status']}/{data['priority']}] {data['subject']}")
     print(f"customer {data['customer']}  created {data['created_at']}  "
@@ -134,7 +114,7 @@ def cmd_tickets_show(args: argparse.Namespace) -> int:
 def cmd_tickets_recover(args: argparse.Namespace) -> int:
     from maild.recover import recover_ticket
 
-    app = _app(args)
+    app = app_from(args)
     app.require_schema()
     auto = app.automation()
     policy = auto.policies["default"]
@@ -147,7 +127,7 @@ def cmd_tickets_recover(args: argparse.Namespace) -> int:
                   "customer": ticket.customer.address, "trusted": True,
                   "sla_due_at": ticket.sla_due_at.isoformat() if ticket.sla_due_at else None}
     if args.json:
-        _out(result)
+        print_json(result)
     else:
         print(f"#{result['id']} is now {result['status']}; mail from {result['customer']} is "
               f"a customer's from now on; first response due {result['sla_due_at']}")
@@ -157,10 +137,10 @@ def cmd_tickets_recover(args: argparse.Namespace) -> int:
 def cmd_rules_test(args: argparse.Namespace) -> int:
     from maild.dryrun import dry_run
 
-    app = _app(args)
+    app = app_from(args)
     data = dry_run(app, args.file)
     if args.json:
-        _out(data)
+        print_json(data)
         return 0
     v, c, r = data["auto_submitted"], data["classification"], data["route"]
     print(f"written by: {c['sender']}{'/' + c['kind'] if c['kind'] else ''} ({c['reason']})")
@@ -204,7 +184,7 @@ def _local_midnight(day: date, tz: str) -> datetime:
 def cmd_stats(args: argparse.Namespace) -> int:
     from maild.report import compute_stats
 
-    app = _app(args)
+    app = app_from(args)
     app.require_schema()
     tz = app.config.sla.timezone
     since = _local_midnight(_day(args.since, "--since"), tz)
@@ -213,7 +193,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
         data = compute_stats(session, app.automation().calendar, since, until, app.clock.now(),
                              agents=app.config.agents)
     if args.json:
-        _out(data)
+        print_json(data)
         return 0
     for key, value in data.items():
         print(f"{key:<24} {json.dumps(value, ensure_ascii=False)}")
@@ -224,7 +204,7 @@ def cmd_digest(args: argparse.Namespace) -> int:
     from maild.report import build_digest
     from maild.schedule import job_digest
 
-    app = _app(args)
+    app = app_from(args)
     app.require_schema()
     local_today = app.clock.now().astimezone(ZoneInfo(app.config.sla.timezone)).date()
     day = _day(args.date, "--date") if args.date else local_today - timedelta(days=1)
@@ -232,7 +212,7 @@ def cmd_digest(args: argparse.Namespace) -> int:
         if not app.config.digest.to:
             raise ConfigError("digest.to: no recipients configured")
         print(job_digest(app, day, force=True)["digest"])
-        from maild.daemon import deliver_outbox
+        from maild.delivery import deliver_outbox
 
         deliver_outbox(app)
         return 0
@@ -312,8 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("id", type=int)
     tr.add_argument("--json", action="store_true")
     tr.set_defaults(func=cmd_tickets_recover)
-    from maild.cli_agent import register
-    register(sub)
+    register_agent_commands(sub)
     return p
 
 

@@ -29,6 +29,7 @@ from sqlalchemy import select
 from maild.alerts import AlertSettings, queue_alerts
 from maild.app import App
 from maild.compose import Outgoing, make_message_id
+from maild.delivery import deliver_outbox
 from maild.outbox import enqueue
 from maild.report.digest import build_digest, render_digest_email
 from maild.sla import auto_solve_pending, check_sla
@@ -56,8 +57,6 @@ def alert_settings(app: App) -> AlertSettings:
 
 
 def job_outbox(app: App) -> dict[str, Any]:
-    from maild.daemon import deliver_outbox
-
     report = deliver_outbox(app)
     return {} if report is None else {"sent": len(report.sent), "retry": len(report.retry),
                                       "failed": len(report.failed)}
