@@ -97,6 +97,7 @@ def job_digest(app: App, day: date | None = None, force: bool = False) -> dict[s
     with app.sessions.begin() as session:
         exists = session.scalar(select(OutboxRow.id).where(OutboxRow.message_id == message_id))
         if exists and not force:
+            log.info("digest for %s already sent, not sent again", slot.day)
             return {"digest": f"{slot.day} already sent"}
         mailbox = repo.get_or_create_mailbox(session, mb.address, now)
         digest = build_digest(session, app.automation().calendar, slot.day,
