@@ -18,6 +18,7 @@ from maild import smtp
 from maild.actions import AutomationHandler, PlanObserver
 from maild.auth.base import TokenSource
 from maild.automation import Automation, load_automation
+from maild.calendar import BusinessCalendar
 from maild.classify import ClassifyContext
 from maild.clock import Clock, SystemClock
 from maild.config import Config, MailboxConfig, OAuth2Config, read_secret
@@ -81,6 +82,13 @@ class App:
             self._automation = load_automation(self.config)
         return self._automation
 
+    def calendar(self) -> BusinessCalendar:
+        """The SLA calendar (the automation's, without loading rules when not loaded)."""
+        if self._automation is not None:
+            return self._automation.calendar
+        sla = self.config.sla
+        return BusinessCalendar(sla.timezone, sla.business_hours, sla.holidays)
+
     def ingestor(self, mb: MailboxConfig, observe: PlanObserver | None = None) -> Ingestor:
         """The ingest pipeline of `mb`; `observe` is told every Plan (the dry run)."""
         auto = self.automation() if self.with_rules else None
@@ -136,7 +144,8 @@ class App:
         return OutboxSender(self.sessions, self.clock, partial(smtp.send, settings),
                             own_addresses=self.own_addresses(), policy=policy,
                             append_sent=self._append_sent,
-                            window_days=self.config.threading.window_days)
+                            window_days=self.config.threading.window_days,
+                            calendar=self.calendar())
 
     def _append_sent(self, raws: Sequence[bytes]) -> None:
         """Copy sent mail into the first mailbox's Sent folder, marked \\Seen."""

@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from maild.calendar import BusinessCalendar
 from maild.clock import Clock
 from maild.compose import Outgoing
 from maild.errors import MaildError, SendError
@@ -79,8 +80,10 @@ class RetryPolicy:
 class OutboxSender:
     def __init__(self, sessions: sessionmaker[Session], clock: Clock, send: SendFn, *,
                  own_addresses: Sequence[str], policy: RetryPolicy | None = None,
-                 append_sent: AppendFn | None = None, window_days: int = 7) -> None:
+                 append_sent: AppendFn | None = None, window_days: int = 7,
+                 calendar: BusinessCalendar | None = None) -> None:
         self.sessions = sessions
+        self.calendar = calendar  # a sent reply's FRT figures, as ingest stores them
         self.clock = clock
         self.send = send
         self.own = frozenset(a.lower() for a in own_addresses)
@@ -151,7 +154,7 @@ class OutboxSender:
             row = s.get_one(OutboxRow, row_id)
             row.status, row.sent_at, row.last_error = "sent", now, None
             if row.ticket_id is not None:
-                writer = TicketWriter(s, row.mailbox_id, self.own, self.window)
+                writer = TicketWriter(s, row.mailbox_id, self.own, self.window, self.calendar)
                 writer.add(parse_message(row.raw), row.raw, role="sent", folder=None,
                            uidvalidity=None, uid=None, internaldate=now, now=now, auto=row.auto)
                 repo.add_event(s, row.ticket_id, now, f"{row.kind}_sent",
