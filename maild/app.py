@@ -6,9 +6,12 @@ it needs passed in (no globals). It does no mail processing itself.
 
 from __future__ import annotations
 
+import email.policy
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from email.parser import HeaderParser
+from email.utils import parseaddr
 from functools import partial
 
 from sqlalchemy import Engine
@@ -22,7 +25,7 @@ from maild.calendar import BusinessCalendar
 from maild.classify import ClassifyContext
 from maild.clock import Clock, SystemClock
 from maild.config import Config, MailboxConfig, OAuth2Config, read_secret
-from maild.errors import MailboxError, MaildError
+from maild.errors import MailboxError, MaildError, SendError
 from maild.ingest import Ingestor, MessageHandler
 from maild.locks import mailbox_lock
 from maild.mailbox import ImapSettings, MailboxClient
@@ -44,6 +47,7 @@ class App:
     with_rules: bool = True
     _automation: Automation | None = None
     _tokens: dict[str, TokenSource] = field(default_factory=dict)
+    _copied: set[str] = field(default_factory=set)  # in Sent, not yet marked (see _append_sent)
 
     def require_schema(self) -> None:
         """Refuse to work on a database that is not at the latest migration."""
@@ -122,40 +126,71 @@ class App:
                 UnlessCommandMail(AutomationHandler(auto, self.clock, observe), agents),
                 DraftHandler(self.clock, enabled=mb.drafts, agents=agents)]
 
-    def smtp_settings(self) -> SmtpSettings | None:
-        s = self.config.smtp
+    def mailbox_index(self, address: str) -> int:
+        """The configured mailbox with this address (mail it sends), else the first."""
+        wanted = address.strip().lower()
+        for i, mb in enumerate(self.config.mailboxes):
+            if mb.address.lower() == wanted:
+                return i
+        return 0
+
+    def smtp_settings(self, index: int = 0) -> SmtpSettings | None:
+        """How mailbox `index` sends: its own [mailbox.smtp], else [smtp]; None if neither."""
+        mb = self.config.mailboxes[index]
+        where = "mailbox" if len(self.config.mailboxes) == 1 else f"mailbox[{index}]"
+        s, owner, name = (mb.smtp, mb, f"{where}.smtp") if mb.smtp is not None else \
+            (self.config.smtp, self.config.mailboxes[0], "smtp")
         if s is None:
             return None
-        reused = self.config.mailboxes[0].oauth2
-        tokens = self.token_source(s.oauth2, "mailbox.oauth2" if s.oauth2 is reused
-                                   else "smtp.oauth2", s.username or "")
-        password = None if tokens else read_secret(s, self.config, "smtp", self.environ)
+        tokens = self.token_source(s.oauth2, f"{where}.oauth2" if s.oauth2 is owner.oauth2
+                                   else f"{name}.oauth2", s.username or "")
+        password = None if tokens else read_secret(s, self.config, name, self.environ)
         return SmtpSettings(s.host, s.port, s.security, s.username, password,
                             str(self.config.resolve(s.ca_file)) if s.ca_file else None,
                             float(s.timeout_seconds), token_source=tokens)
 
     def outbox_sender(self) -> OutboxSender | None:
-        settings = self.smtp_settings()
-        if settings is None:
+        """The outbox sender, or None when no mailbox can send at all."""
+        count = len(self.config.mailboxes)
+        settings = [self.smtp_settings(i) for i in range(count)]
+        if all(s is None for s in settings):
             return None
         o = self.config.outbox
         policy = RetryPolicy(o.max_attempts, timedelta(seconds=o.retry_base_seconds),
                              timedelta(seconds=o.retry_max_seconds))
-        return OutboxSender(self.sessions, self.clock, partial(smtp.send, settings),
+        return OutboxSender(self.sessions, self.clock, partial(self._send, settings),
                             own_addresses=self.own_addresses(), policy=policy,
                             append_sent=self._append_sent,
                             window_days=self.config.threading.window_days,
                             calendar=self.calendar())
 
+    def _send(self, settings: Sequence[SmtpSettings | None], raw: bytes, sender: str,
+              recipients: Sequence[str]) -> str:
+        """Send through the SMTP of the mailbox the mail comes from (its From, which
+        is the address of the ticket's mailbox)."""
+        chosen = settings[self.mailbox_index(sender)]
+        if chosen is None:
+            raise SendError(f"{sender}: no [mailbox.smtp] and no [smtp] to send it with")
+        return smtp.send(chosen, raw, sender, recipients)
+
     def _append_sent(self, raws: Sequence[bytes]) -> None:
-        """Copy sent mail into the first mailbox's Sent folder, marked \\Seen."""
-        mb = self.config.mailboxes[0]
-        with MailboxClient(self.imap_settings(0)) as client:
-            folder = mb.sent_folder or client.find_special_folder("\\Sent")
-            if folder is None:
-                raise MailboxError(f"{mb.address}: no Sent folder to copy sent mail into")
-            for raw in raws:
-                client.append(folder, raw, ["\\Seen"], self.clock.now())
+        """Copy sent mail into the Sent folder of the mailbox it came from, marked \\Seen.
+        A copy made before another mailbox failed is not made again on the retry."""
+        groups: dict[int, list[tuple[str, bytes]]] = {}
+        for raw in raws:
+            sender, message_id = _sender_and_id(raw)
+            if message_id not in self._copied:
+                groups.setdefault(self.mailbox_index(sender), []).append((message_id, raw))
+        for index, items in sorted(groups.items()):
+            mb = self.config.mailboxes[index]
+            with MailboxClient(self.imap_settings(index)) as client:
+                folder = mb.sent_folder or client.find_special_folder("\\Sent")
+                if folder is None:
+                    raise MailboxError(f"{mb.address}: no Sent folder to copy sent mail into")
+                for message_id, raw in items:
+                    client.append(folder, raw, ["\\Seen"], self.clock.now())
+                    self._copied.add(message_id)
+        self._copied.clear()  # all copied: the outbox marks them now
 
     def poller(self, index: int,
                client_factory: Callable[[], MailboxClient] | None = None) -> Poller:
@@ -164,6 +199,13 @@ class App:
         return Poller(factory, self.ingestor(mb), inbox=mb.inbox_folder, sent=mb.sent_folder,
                       batch_size=mb.batch_size, mark_seen=mb.mark_seen,
                       lock=partial(mailbox_lock, self.engine, mb.address))
+
+
+def _sender_and_id(raw: bytes) -> tuple[str, str]:
+    """The From address and Message-ID of a composed message (headers only)."""
+    head = raw.split(b"\r\n\r\n", 1)[0].decode("utf-8", "replace")  # SMTPUTF8 mail: UTF-8
+    headers = HeaderParser(policy=email.policy.compat32).parsestr(head)
+    return parseaddr(str(headers.get("From", "")))[1], str(headers.get("Message-ID", "")).strip()
 
 
 def build_app(config: Config, clock: Clock | None = None,
