@@ -232,7 +232,7 @@ def mailbox_sections(session: Session, calendar: BusinessCalendar, stats: dict[s
                      zone: ZoneInfo) -> list[dict[str, Any]]:
     """One section per mailbox when there are several: its figures (from `per_mailbox`),
     its breaches, tickets at risk and oldest waiting. Empty for a single mailbox."""
-    ids = dict(session.execute(select(Mailbox.address, Mailbox.id)).tuples().all())
+    ids = {address: mid for address, mid in session.execute(select(Mailbox.address, Mailbox.id))}
     if len(stats["per_mailbox"]) < 2:
         return []
     out = []
