@@ -15,18 +15,22 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from maild.cli_agent import register as register_agent_commands
-from maild.cli_common import app_from, print_json
+from maild.cli_common import app_from, clock_from, out_json
 from maild.errors import ConfigError, MaildError, NotFoundError
 from maild.logs import setup_logging
 
 Handler = Callable[[argparse.Namespace], int]
 
 
+_out = out_json  # the short names cli_agent imports
+_clock = clock_from
+_app = app_from
+
+
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from maild.store.db import upgrade
 
-    app = app_from(args)
+    app = _app(args)
     before, after = upgrade(app.engine)
     url = app.engine.url.render_as_string(hide_password=True)
     print(f"database {url}: {before or 'empty'} -> {after}" if before != after
@@ -37,7 +41,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from maild.daemon import run_forever, run_once
 
-    app = app_from(args)
+    app = _app(args)
     app.require_schema()
     if args.once:
         progress = (lambda line: print(line, file=sys.stderr)) if sys.stderr.isatty() else None
@@ -48,7 +52,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                    "send_retry": len(delivery.retry) if delivery else 0,
                    "send_failed": len(delivery.failed) if delivery else 0}
         if args.json:
-            print_json(summary)
+            _out(summary)
         else:
             print(f"stored {summary['stored']} message(s), {summary['new_tickets']} new "
                   f"ticket(s); sent {summary['sent']}, retrying {summary['send_retry']}, "
@@ -61,9 +65,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from maild.checks import run_checks
 
-    results = run_checks(app_from(args))
+    results = run_checks(_app(args))
     if args.json:
-        print_json([r.__dict__ for r in results])
+        _out([r.__dict__ for r in results])
     else:
         for r in results:
             print(f"[{'ok' if r.ok else 'FAIL':>4}] {r.name}: {r.detail}")
@@ -73,12 +77,12 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_tickets_list(args: argparse.Namespace) -> int:
     from maild.views import list_tickets
 
-    app = app_from(args)
+    app = _app(args)
     app.require_schema()
     with app.sessions() as session:
         rows = list_tickets(session, args.status, args.limit)
     if args.json:
-        print_json(rows)
+        _out(rows)
         return 0
     for t in rows:
         print(f"#{t['id']:<5} {t['status']:<8} {t['priority']:<7} {t['customer']:<32} "
@@ -90,12 +94,12 @@ def cmd_tickets_list(args: argparse.Namespace) -> int:
 def cmd_tickets_show(args: argparse.Namespace) -> int:
     from maild.views import show_ticket
 
-    app = app_from(args)
+    app = _app(args)
     app.require_schema()
     with app.sessions() as session:
         data = show_ticket(session, args.id)
     if args.json:
-        print_json(data)
+        _out(data)
         return 0
     print(f"#{data['id']} [{data['status']}/{data['priority']}] {data['subject']}")
     print(f"customer {data['customer']}  created {data['created_at']}  "
@@ -114,7 +118,7 @@ def cmd_tickets_show(args: argparse.Namespace) -> int:
 def cmd_tickets_recover(args: argparse.Namespace) -> int:
     from maild.recover import recover_ticket
 
-    app = app_from(args)
+    app = _app(args)
     app.require_schema()
     auto = app.automation()
     policy = auto.policies["default"]
@@ -127,7 +131,7 @@ def cmd_tickets_recover(args: argparse.Namespace) -> int:
                   "customer": ticket.customer.address, "trusted": True,
                   "sla_due_at": ticket.sla_due_at.isoformat() if ticket.sla_due_at else None}
     if args.json:
-        print_json(result)
+        _out(result)
     else:
         print(f"#{result['id']} is now {result['status']}; mail from {result['customer']} is "
               f"a customer's from now on; first response due {result['sla_due_at']}")
@@ -137,10 +141,10 @@ def cmd_tickets_recover(args: argparse.Namespace) -> int:
 def cmd_rules_test(args: argparse.Namespace) -> int:
     from maild.dryrun import dry_run
 
-    app = app_from(args)
+    app = _app(args)
     data = dry_run(app, args.file)
     if args.json:
-        print_json(data)
+        _out(data)
         return 0
     v, c, r = data["auto_submitted"], data["classification"], data["route"]
     print(f"written by: {c['sender']}{'/' + c['kind'] if c['kind'] else ''} ({c['reason']})")
@@ -184,7 +188,7 @@ def _local_midnight(day: date, tz: str) -> datetime:
 def cmd_stats(args: argparse.Namespace) -> int:
     from maild.report import compute_stats
 
-    app = app_from(args)
+    app = _app(args)
     app.require_schema()
     tz = app.config.sla.timezone
     since = _local_midnight(_day(args.since, "--since"), tz)
@@ -193,7 +197,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
         data = compute_stats(session, app.automation().calendar, since, until, app.clock.now(),
                              agents=app.config.agents)
     if args.json:
-        print_json(data)
+        _out(data)
         return 0
     for key, value in data.items():
         print(f"{key:<24} {json.dumps(value, ensure_ascii=False)}")
@@ -204,7 +208,7 @@ def cmd_digest(args: argparse.Namespace) -> int:
     from maild.report import build_digest
     from maild.schedule import job_digest
 
-    app = app_from(args)
+    app = _app(args)
     app.require_schema()
     local_today = app.clock.now().astimezone(ZoneInfo(app.config.sla.timezone)).date()
     day = _day(args.date, "--date") if args.date else local_today - timedelta(days=1)
@@ -292,7 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("id", type=int)
     tr.add_argument("--json", action="store_true")
     tr.set_defaults(func=cmd_tickets_recover)
-    register_agent_commands(sub)
+    from maild.cli_agent import register
+    register(sub)
     return p
 
 

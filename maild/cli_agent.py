@@ -1,8 +1,7 @@
 """The agents' commands: `maild reply`, `maild macros list`, `maild macros render`.
 
 `register(subparsers)` adds them to the `maild` parser (called from
-`maild.cli.build_parser`; this module never imports `maild.cli`: what both
-need is in `maild.cli_common`). This module parses arguments, runs $EDITOR for
+`maild.cli.build_parser`). This module parses arguments, runs $EDITOR for
 `reply --edit` and prints; the work is in `maild.replying`. `reply --send`
 only queues the reply in the outbox (the daemon, or `maild run --once`,
 sends it); nothing is sent or committed without `--send`. No business logic.
@@ -18,7 +17,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from maild.app import App
-from maild.cli_common import app_from, print_json
+from maild.cli_common import app_from as _app  # never `maild.cli`: it imports this module
+from maild.cli_common import out_json as _out
 from maild.errors import MaildError
 from maild.macros import load_macros
 from maild.replying import AGENT_STATUSES, Agent, PreparedReply, prepare_reply, send_reply
@@ -60,7 +60,7 @@ def _prepare(args: argparse.Namespace, app: App, macro: str, ticket: int) -> Pre
 
 
 def cmd_reply(args: argparse.Namespace) -> int:
-    app = app_from(args)
+    app = _app(args)
     reply = _prepare(args, app, args.macro, args.id)
     if args.edit:
         reply = reply.with_body(edit_text(reply.body, app.environ))
@@ -71,7 +71,7 @@ def cmd_reply(args: argparse.Namespace) -> int:
         sent = send_reply(session, reply, now=app.clock.now(), actor=agent_name(args, app),
                           calendar=app.automation().calendar)
     if args.json:
-        print_json({**reply.as_json(), "queued": True, "message_id": sent.message_id,
+        _out({**reply.as_json(), "queued": True, "message_id": sent.message_id,
               "done": list(sent.done)})
     else:
         print(reply.as_text())
@@ -81,17 +81,17 @@ def cmd_reply(args: argparse.Namespace) -> int:
 
 
 def cmd_macros_render(args: argparse.Namespace) -> int:
-    _show(args, _prepare(args, app_from(args), args.name, args.ticket))
+    _show(args, _prepare(args, _app(args), args.name, args.ticket))
     return 0
 
 
 def cmd_macros_list(args: argparse.Namespace) -> int:
-    config = app_from(args).config
+    config = _app(args).config
     library = load_macros(config.resolve(config.paths.macros))
     rows = [m for m in library.as_list_json()
             if args.language is None or m["language"] == args.language]
     if args.json:
-        print_json(rows)
+        _out(rows)
         return 0
     for m in rows:
         status = m["actions"]["status"]
@@ -103,7 +103,7 @@ def cmd_macros_list(args: argparse.Namespace) -> int:
 
 def _show(args: argparse.Namespace, reply: PreparedReply) -> None:
     if args.json:
-        print_json(reply.as_json())
+        _out(reply.as_json())
     else:
         print(reply.as_text(), end="")
 

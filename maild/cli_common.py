@@ -1,8 +1,7 @@
-"""What every `maild` command module shares: the App from the arguments, JSON output.
+"""What every `maild` subcommand module shares: the App from --config/--now, JSON out.
 
-`maild.cli` (the parser and the admin commands) and `maild.cli_agent` (the
-agents' commands) both use these, so neither imports the other's internals.
-No command lives here, and nothing here parses the command line.
+Kept apart from `maild.cli` so that the modules adding subcommands
+(`maild.cli_ops`) need not import the parser that imports them.
 """
 
 from __future__ import annotations
@@ -18,12 +17,11 @@ from maild.config import load_config
 from maild.errors import ConfigError
 
 
-def print_json(data: Any) -> None:
+def out_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
 
 
 def clock_from(args: argparse.Namespace) -> Clock:
-    """`--now ISO8601` as a fixed clock, else the system clock."""
     now = getattr(args, "now", None)
     if not now:
         return SystemClock()
@@ -34,5 +32,4 @@ def clock_from(args: argparse.Namespace) -> Clock:
 
 
 def app_from(args: argparse.Namespace) -> App:
-    """The App for `--config` (or $MAILD_CONFIG) and `--now`."""
     return build_app(load_config(args.config), clock_from(args))
