@@ -25,10 +25,11 @@ from maild.calendar import BusinessCalendar
 from maild.classify import ClassifyContext
 from maild.clock import Clock, SystemClock
 from maild.config import Config, MailboxConfig, OAuth2Config, read_secret
-from maild.errors import MailboxError, MaildError, SendError
+from maild.errors import MailboxError, MaildError
 from maild.ingest import Ingestor, MessageHandler
 from maild.locks import mailbox_lock
 from maild.mailbox import ImapSettings, MailboxClient
+from maild.mailbox_send import routed_send
 from maild.outbox import OutboxSender, RetryPolicy
 from maild.parse import ParseLimits
 from maild.poller import Poller
@@ -158,20 +159,13 @@ class App:
         o = self.config.outbox
         policy = RetryPolicy(o.max_attempts, timedelta(seconds=o.retry_base_seconds),
                              timedelta(seconds=o.retry_max_seconds))
-        return OutboxSender(self.sessions, self.clock, partial(self._send, settings),
+        sends = [partial(smtp.send, s) if s is not None else None for s in settings]
+        send = routed_send(sends.__getitem__, self.mailbox_index)  # through its own mailbox
+        return OutboxSender(self.sessions, self.clock, send,
                             own_addresses=self.own_addresses(), policy=policy,
                             append_sent=self._append_sent,
                             window_days=self.config.threading.window_days,
                             calendar=self.calendar())
-
-    def _send(self, settings: Sequence[SmtpSettings | None], raw: bytes, sender: str,
-              recipients: Sequence[str]) -> str:
-        """Send through the SMTP of the mailbox the mail comes from (its From, which
-        is the address of the ticket's mailbox)."""
-        chosen = settings[self.mailbox_index(sender)]
-        if chosen is None:
-            raise SendError(f"{sender}: no [mailbox.smtp] and no [smtp] to send it with")
-        return smtp.send(chosen, raw, sender, recipients)
 
     def _append_sent(self, raws: Sequence[bytes]) -> None:
         """Copy sent mail into the Sent folder of the mailbox it came from, marked \\Seen.

@@ -5,7 +5,8 @@ test_several_mailboxes.py."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,8 @@ from maild.app import App, build_app
 from maild.clock import FixedClock
 from maild.compose import compose
 from maild.config import load_config
-from maild.errors import ConfigError, MailboxError
+from maild.errors import ConfigError, MailboxError, SendError
+from maild.mailbox_send import routed_connections
 from maild.outbox import enqueue
 from maild.store import repo
 from maild.store.db import upgrade
@@ -146,3 +148,31 @@ def test_copies_go_to_each_mailboxs_sent_and_are_not_made_twice(
         assert mid.encode() in raw and f"From: S <{login}>".encode() in raw
     with app.sessions() as s:
         assert all(s.scalars(select(OutboxRow.in_sent_folder)).all())
+
+
+def test_a_batch_reuses_one_connection_per_mailbox_and_closes_them_all() -> None:
+    """`routed_connections`: for an outbox that reuses connections per batch."""
+    opened: list[int] = []
+    closed: list[int] = []
+    sent: list[tuple[int, str]] = []
+
+    @contextmanager
+    def connect(index: int) -> Iterator[Any]:
+        opened.append(index)
+        try:
+            yield lambda raw, sender, rcpts: sent.append((index, sender)) or "250 ok"
+        finally:
+            closed.append(index)
+
+    index_of = {"support@example.com": 0, "sales@example.com": 1, "nosmtp@example.com": 2}.get
+    with routed_connections(lambda i: None if i == 2 else connect(i),
+                            lambda a: index_of(a, 0)) as send:
+        for sender in ("support@example.com", "sales@example.com", "support@example.com",
+                       "sales@example.com"):
+            send(b"raw", sender, ["ann@example.org"])
+        with pytest.raises(SendError, match="nosmtp@example.com: no"):
+            send(b"raw", "nosmtp@example.com", ["ann@example.org"])
+        assert closed == []
+    assert opened == [0, 1] and sorted(closed) == [0, 1]
+    assert sent == [(0, "support@example.com"), (1, "sales@example.com"),
+                    (0, "support@example.com"), (1, "sales@example.com")]
