@@ -12,6 +12,7 @@ is sent from here.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
@@ -30,6 +31,8 @@ from maild.store.models import Customer, Mailbox, OutboxRow, Ticket
 from maild.tickets import StoredMessage
 
 log = logging.getLogger("maild.actions")
+#: Told each Plan and why its ETA reply does not go out (None: it is queued).
+PlanObserver = Callable[[Plan, "str | None"], None]
 
 
 def rate_limit_reason(session: Session, auto: Automation, recipient: str,
@@ -100,9 +103,11 @@ class AutomationHandler:
 
     name = "automation"
 
-    def __init__(self, automation: Automation, clock: Clock) -> None:
+    def __init__(self, automation: Automation, clock: Clock,
+                 observe: PlanObserver | None = None) -> None:
         self.auto = automation
         self.clock = clock
+        self.observe = observe  # the dry run reads the Plan here
 
     def handle(self, session: Session, stored: StoredMessage, parsed: ParsedMessage) -> None:
         if stored.outbound:
@@ -129,6 +134,8 @@ class AutomationHandler:
         apply_plan(session, self.auto, ticket, plan, stored.new_ticket, stored.row.arrived_at,
                    now, reopened=stored.reopened)
         reason = plan.skip_reason or rate_limit_reason(session, self.auto, plan.reply_to, now)
+        if self.observe is not None:
+            self.observe(plan, reason)
         if reason is not None:
             if stored.new_ticket or plan.verdict.automated or plan.decision.auto_reply:
                 repo.add_event(session, ticket.id, now, "auto_reply_suppressed", reason=reason,

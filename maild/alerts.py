@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from maild.compose import compose, one_line
 from maild.outbox import enqueue
-from maild.store.models import Customer, Ticket
+from maild.store.models import Customer, Mailbox, Ticket
 
 log = logging.getLogger("maild.alerts")
 MAX_SINGLE = 20
@@ -40,7 +40,7 @@ WORDING = {"warning": ("SLA at risk", "is at risk of missing its first-response 
 @dataclass(frozen=True)
 class AlertSettings:
     to: tuple[str, ...]
-    sender: str  # the mailbox address alerts come from
+    sender: str  # alerts come from the ticket's mailbox; this one if it has none
     sender_name: str
     zone: ZoneInfo
 
@@ -57,8 +57,10 @@ def queue_alerts(session: Session, settings: AlertSettings, kind: str,
     else:
         mails = [(rows[0][0].mailbox_id, *_summary(kind, len(ticket_ids), rows, settings.zone))]
     for mailbox_id, subject, body in mails:
+        # from the ticket's own mailbox: its SMTP sends it, its Sent keeps the copy
+        sender = session.scalar(select(Mailbox.address).where(Mailbox.id == mailbox_id))
         for to in settings.to:
-            out = compose(sender=settings.sender, sender_name=settings.sender_name, to=to,
+            out = compose(sender=sender or settings.sender, sender_name=settings.sender_name, to=to,
                           to_name="", subject=subject, body=body, date=now, ticket_id=None,
                           automatic=False, extra_headers=NOTIFICATION_HEADERS)
             enqueue(session, out, mailbox_id=mailbox_id, ticket_id=None,

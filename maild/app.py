@@ -6,18 +6,23 @@ it needs passed in (no globals). It does no mail processing itself.
 
 from __future__ import annotations
 
+import email.policy
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import timedelta
+from email.parser import HeaderParser
+from email.utils import parseaddr
 from functools import partial
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild import smtp
-from maild.actions import AutomationHandler
+from maild.actions import AutomationHandler, PlanObserver
 from maild.auth.base import TokenSource
 from maild.automation import Automation, load_automation
+from maild.calendar import BusinessCalendar
 from maild.classify import ClassifyContext
 from maild.clock import Clock, SystemClock
 from maild.config import Config, MailboxConfig, OAuth2Config, read_secret
@@ -25,10 +30,12 @@ from maild.errors import MailboxError, MaildError
 from maild.ingest import Ingestor, MessageHandler
 from maild.locks import mailbox_lock
 from maild.mailbox import ImapSettings, MailboxClient
+from maild.mailbox_send import routed_connections, routed_send
 from maild.outbox import OutboxSender, RetryPolicy
 from maild.parse import ParseLimits
 from maild.poller import Poller
 from maild.routing import RouteContext
+from maild.sending import SendFn
 from maild.smtp import SmtpSettings
 from maild.store.db import current_revision, head_revision, make_engine, make_sessionmaker
 
@@ -43,6 +50,7 @@ class App:
     with_rules: bool = True
     _automation: Automation | None = None
     _tokens: dict[str, TokenSource] = field(default_factory=dict)
+    _copied: set[str] = field(default_factory=set)  # in Sent, not yet marked (see _append_sent)
 
     def require_schema(self) -> None:
         """Refuse to work on a database that is not at the latest migration."""
@@ -87,9 +95,17 @@ class App:
 
         return survey_secret(session, self.config, self.environ)
 
-    def ingestor(self, mb: MailboxConfig) -> Ingestor:
+    def calendar(self) -> BusinessCalendar:
+        """The SLA calendar (the automation's, without loading rules when not loaded)."""
+        if self._automation is not None:
+            return self._automation.calendar
+        sla = self.config.sla
+        return BusinessCalendar(sla.timezone, sla.business_hours, sla.holidays)
+
+    def ingestor(self, mb: MailboxConfig, observe: PlanObserver | None = None) -> Ingestor:
+        """The ingest pipeline of `mb`; `observe` is told every Plan (the dry run)."""
         auto = self.automation() if self.with_rules else None
-        handlers = self._handlers(auto, mb) if auto else []
+        handlers = self._handlers(auto, mb, observe) if auto else []
         return Ingestor(self.sessions, self.clock, mb.address, own_addresses=self.own_addresses(),
                         window_days=self.config.threading.window_days, handlers=handlers,
                         calendar=auto.calendar if auto else None,
@@ -108,7 +124,8 @@ class App:
                                company_domains=frozenset(self.config.team.domains))
         return RouteContext(own, team, partial(is_command_mail, agents=agents))
 
-    def _handlers(self, auto: Automation, mb: MailboxConfig) -> list[MessageHandler]:
+    def _handlers(self, auto: Automation, mb: MailboxConfig,
+                  observe: PlanObserver | None) -> list[MessageHandler]:
         """Survey answers (routed apart: they only record a score), command mail (agents
         only), then rules/ETA (not for commands), drafts."""
         from maild.commands import CommandHandler, UnlessCommandMail
@@ -118,43 +135,74 @@ class App:
         agents = self.config.agents
         return [SurveyAnswerHandler(self.survey_secret, self.clock),
                 CommandHandler(auto, self.clock, agents),
-                UnlessCommandMail(AutomationHandler(auto, self.clock), agents),
+                UnlessCommandMail(AutomationHandler(auto, self.clock, observe), agents),
                 DraftHandler(self.clock, enabled=mb.drafts, agents=agents)]
 
-    def smtp_settings(self) -> SmtpSettings | None:
-        s = self.config.smtp
+    def mailbox_index(self, address: str) -> int:
+        """The configured mailbox with this address (mail it sends), else the first."""
+        wanted = address.strip().lower()
+        for i, mb in enumerate(self.config.mailboxes):
+            if mb.address.lower() == wanted:
+                return i
+        return 0
+
+    def smtp_settings(self, index: int = 0) -> SmtpSettings | None:
+        """How mailbox `index` sends: its own [mailbox.smtp], else [smtp]; None if neither."""
+        mb = self.config.mailboxes[index]
+        where = "mailbox" if len(self.config.mailboxes) == 1 else f"mailbox[{index}]"
+        s, owner, name = (mb.smtp, mb, f"{where}.smtp") if mb.smtp is not None else \
+            (self.config.smtp, self.config.mailboxes[0], "smtp")
         if s is None:
             return None
-        reused = self.config.mailboxes[0].oauth2
-        tokens = self.token_source(s.oauth2, "mailbox.oauth2" if s.oauth2 is reused
-                                   else "smtp.oauth2", s.username or "")
-        password = None if tokens else read_secret(s, self.config, "smtp", self.environ)
+        tokens = self.token_source(s.oauth2, f"{where}.oauth2" if s.oauth2 is owner.oauth2
+                                   else f"{name}.oauth2", s.username or "")
+        password = None if tokens else read_secret(s, self.config, name, self.environ)
         return SmtpSettings(s.host, s.port, s.security, s.username, password,
                             str(self.config.resolve(s.ca_file)) if s.ca_file else None,
                             float(s.timeout_seconds), token_source=tokens)
 
     def outbox_sender(self) -> OutboxSender | None:
-        settings = self.smtp_settings()
-        if settings is None:
+        """The outbox sender, or None when no mailbox can send at all."""
+        count = len(self.config.mailboxes)
+        settings = [self.smtp_settings(i) for i in range(count)]
+        if all(s is None for s in settings):
             return None
         o = self.config.outbox
         policy = RetryPolicy(o.max_attempts, timedelta(seconds=o.retry_base_seconds),
                              timedelta(seconds=o.retry_max_seconds))
-        return OutboxSender(self.sessions, self.clock, partial(smtp.send, settings),
-                            connect=partial(smtp.connection, settings),
+        sends = [partial(smtp.send, s) if s is not None else None for s in settings]
+        send = routed_send(sends.__getitem__, self.mailbox_index)  # through its own mailbox
+
+        def connect_for(index: int) -> AbstractContextManager[SendFn] | None:
+            chosen = settings[index]
+            return smtp.connection(chosen) if chosen is not None else None
+
+        # one reused connection per mailbox for a whole outbox pass
+        connect = partial(routed_connections, connect_for, self.mailbox_index)
+        return OutboxSender(self.sessions, self.clock, send, connect=connect,
                             own_addresses=self.own_addresses(), policy=policy,
                             append_sent=self._append_sent,
-                            window_days=self.config.threading.window_days)
+                            window_days=self.config.threading.window_days,
+                            calendar=self.calendar())
 
     def _append_sent(self, raws: Sequence[bytes]) -> None:
-        """Copy sent mail into the first mailbox's Sent folder, marked \\Seen."""
-        mb = self.config.mailboxes[0]
-        with MailboxClient(self.imap_settings(0)) as client:
-            folder = mb.sent_folder or client.find_special_folder("\\Sent")
-            if folder is None:
-                raise MailboxError(f"{mb.address}: no Sent folder to copy sent mail into")
-            for raw in raws:
-                client.append(folder, raw, ["\\Seen"], self.clock.now())
+        """Copy sent mail into the Sent folder of the mailbox it came from, marked \\Seen.
+        A copy made before another mailbox failed is not made again on the retry."""
+        groups: dict[int, list[tuple[str, bytes]]] = {}
+        for raw in raws:
+            sender, message_id = _sender_and_id(raw)
+            if message_id not in self._copied:
+                groups.setdefault(self.mailbox_index(sender), []).append((message_id, raw))
+        for index, items in sorted(groups.items()):
+            mb = self.config.mailboxes[index]
+            with MailboxClient(self.imap_settings(index)) as client:
+                folder = mb.sent_folder or client.find_special_folder("\\Sent")
+                if folder is None:
+                    raise MailboxError(f"{mb.address}: no Sent folder to copy sent mail into")
+                for message_id, raw in items:
+                    client.append(folder, raw, ["\\Seen"], self.clock.now())
+                    self._copied.add(message_id)
+        self._copied.clear()  # all copied: the outbox marks them now
 
     def poller(self, index: int,
                client_factory: Callable[[], MailboxClient] | None = None) -> Poller:
@@ -163,6 +211,13 @@ class App:
         return Poller(factory, self.ingestor(mb), inbox=mb.inbox_folder, sent=mb.sent_folder,
                       batch_size=mb.batch_size, mark_seen=mb.mark_seen,
                       lock=partial(mailbox_lock, self.engine, mb.address))
+
+
+def _sender_and_id(raw: bytes) -> tuple[str, str]:
+    """The From address and Message-ID of a composed message (headers only)."""
+    head = raw.split(b"\r\n\r\n", 1)[0].decode("utf-8", "replace")  # SMTPUTF8 mail: UTF-8
+    headers = HeaderParser(policy=email.policy.compat32).parsestr(head)
+    return parseaddr(str(headers.get("From", "")))[1], str(headers.get("Message-ID", "")).strip()
 
 
 def build_app(config: Config, clock: Clock | None = None,

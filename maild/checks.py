@@ -88,14 +88,28 @@ def check_imap(app: App) -> Iterator[CheckResult]:
 
 
 def check_smtp(app: App) -> Iterator[CheckResult]:
-    try:
-        settings = app.smtp_settings()
-        if settings is None:
-            yield CheckResult("smtp", False, "no [smtp] section: maild cannot send replies")
-            return
-        yield CheckResult("smtp", True, login_check(settings))
-    except MaildError as exc:
-        yield CheckResult("smtp", False, str(exc))
+    """A login to [smtp] (once), and to each mailbox's own [mailbox.smtp]; a mailbox that
+    can send through neither is reported."""
+    mailboxes = app.config.mailboxes
+    if app.config.smtp is None and all(mb.smtp is None for mb in mailboxes):
+        yield CheckResult("smtp", False, "no [smtp] section: maild cannot send replies")
+        return
+    shared_done = False
+    for i, mb in enumerate(mailboxes):
+        if mb.smtp is None and app.config.smtp is None:
+            yield CheckResult(f"smtp {mb.address}", False, "no [mailbox.smtp] and no [smtp]: "
+                                                           "its replies cannot be sent")
+            continue
+        if mb.smtp is None and shared_done:
+            continue
+        name = f"smtp {mb.address}" if mb.smtp is not None else "smtp"
+        shared_done = shared_done or mb.smtp is None
+        try:
+            settings = app.smtp_settings(i)
+            assert settings is not None
+            yield CheckResult(name, True, login_check(settings))
+        except MaildError as exc:
+            yield CheckResult(name, False, str(exc))
 
 
 def check_content(app: App) -> Iterator[CheckResult]:

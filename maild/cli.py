@@ -187,7 +187,13 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
     for f in r["delivery_failed"]:
         print(f"  delivery failed: {f['address']} {f['status']} {f['diagnostic'][:80]}")
     print(f"auto-submitted: {'yes (' + v['reason'] + ')' if v['automated'] else 'no'}")
+    print(f"mailbox: {data['mailbox']}  database: {data['database']}")
     print(f"language: {data['language']}  thread: {data['thread']}")
+    ing = data["ingest"]
+    if ing["stored"]:
+        queued = ", ".join(f"{o['kind']} to {o['to']}" for o in ing["outbox"]) or "nothing"
+        print(f"ingest: ticket {ing['ticket']} -> {ing['status']}; events: "
+              f"{', '.join(ing['events']) or '(none)'}; queues: {queued}")
     print(f"matched rules: {', '.join(data['matched_rules']) or '(none)'}"
           f"{'  (' + data['rules_skipped'] + ')' if data.get('rules_skipped') else ''}")
     for a in data["actions"]:
@@ -245,7 +251,7 @@ def cmd_digest(args: argparse.Namespace) -> int:
         if not app.config.digest.to:
             raise ConfigError("digest.to: no recipients configured")
         print(job_digest(app, day, force=True)["digest"])
-        from maild.daemon import deliver_outbox
+        from maild.delivery import deliver_outbox
 
         deliver_outbox(app)
         return 0

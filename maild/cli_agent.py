@@ -17,7 +17,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from maild.app import App
-from maild.cli import _app, _out
+from maild.cli_common import app_from as _app  # never `maild.cli`: it imports this module
+from maild.cli_common import out_json as _out
 from maild.errors import MaildError
 from maild.macros import load_macros
 from maild.replying import AGENT_STATUSES, Agent, PreparedReply, prepare_reply, send_reply

@@ -25,7 +25,7 @@ from email.message import EmailMessage
 from email.policy import SMTP, SMTPUTF8
 from email.utils import format_datetime, formataddr
 
-from maild.threads import TAG_RE
+from maild.subjects import TAG_RE, strip_reply_prefixes
 
 # RFC 3834 section 5: mark automatic responses; Microsoft clients honour the second.
 AUTO_HEADERS = {"Auto-Submitted": "auto-replied", "X-Auto-Response-Suppress": "All"}
@@ -44,11 +44,9 @@ def make_message_id(domain: str, ticket_id: int | None) -> str:
 
 
 def reply_subject(subject: str, ticket_id: int) -> str:
-    """'Re: <subject without old tags> [#ID]'."""
-    base = one_line(TAG_RE.sub("", subject)).strip() or "(no subject)"
-    if not re.match(r"(?i)^re\s*:", base):
-        base = f"Re: {base}"
-    return f"{base} [#{ticket_id}]"
+    """'Re: <subject without old tags and reply prefixes> [#ID]'."""
+    base = strip_reply_prefixes(one_line(TAG_RE.sub("", subject)).strip())
+    return f"Re: {base or '(no subject)'} [#{ticket_id}]"
 
 
 @dataclass(frozen=True)

@@ -111,6 +111,9 @@ class MailboxConfig:
     drafts: bool = doc("place a draft reply (top suggested macro) in Drafts for each new "
                        "ticket", default=False)
     timeout_seconds: int = doc("IMAP socket timeout", default=60)
+    smtp: SmtpConfig | None = doc("the [mailbox.smtp] table: this mailbox's own SMTP "
+                                  "submission (same keys as [smtp]); its replies go out "
+                                  "there. Default: [smtp]", default=None)
 
 
 @dataclass(frozen=True)
@@ -382,6 +385,8 @@ def _check_values(cfg: Config) -> None:
             raise ConfigError(f"{where}.address: not an email address: {mb.address!r}")
         if mb.batch_size < 1 or mb.poll_seconds < 1:
             raise ConfigError(f"{where}: batch_size and poll_seconds must be positive")
+        if mb.smtp is not None:
+            _check_security(mb.smtp, f"{where}.smtp")
     if cfg.smtp is not None:
         _check_security(cfg.smtp, "smtp")
     addresses = [mb.address.lower() for mb in cfg.mailboxes]
@@ -451,6 +456,7 @@ def _mailbox(table: Any, where: str) -> MailboxConfig:
         raise ConfigError(f"{where}: expected a table")
     table = dict(table)
     raw_oauth = table.pop("oauth2", None)
+    raw_smtp = table.pop("smtp", None)
     provider = table.get("provider")
     if provider is not None:
         if provider not in PRESETS:
@@ -464,17 +470,19 @@ def _mailbox(table: Any, where: str) -> MailboxConfig:
     if table.get("auth") == "oauth2" and "username" not in table and "address" in table:
         table["username"] = table["address"]
     mb = build_section(MailboxConfig, table, where)
-    oauth = _oauth2(raw_oauth, mb.auth, mb.provider, f"{where}.oauth2")
-    return replace(mb, oauth2=oauth)
+    mb = replace(mb, oauth2=_oauth2(raw_oauth, mb.auth, mb.provider, f"{where}.oauth2"))
+    return replace(mb, smtp=_smtp(raw_smtp, mb, f"{where}.smtp") if raw_smtp is not None
+                   else None)
 
 
-def _smtp(table: Any, first: MailboxConfig) -> SmtpConfig:
-    """[smtp]; with auth = oauth2 it reuses the first mailbox's credentials by default."""
+def _smtp(table: Any, first: MailboxConfig, where: str = "smtp") -> SmtpConfig:
+    """[smtp] (`first`: the first mailbox) or a [mailbox.smtp] (`first`: that mailbox); with
+    auth = oauth2 it reuses that mailbox's credentials by default."""
     if not isinstance(table, dict):
-        raise ConfigError("smtp: expected a table")
+        raise ConfigError(f"{where}: expected a table")
     table = dict(table)
     raw_oauth = table.pop("oauth2", None)
-    _check_auth_mode(table, "smtp")
+    _check_auth_mode(table, where)
     if first.provider is not None:  # the first mailbox's provider presets its SMTP too
         preset = PRESETS[first.provider]
         for key, value in (("host", preset.smtp_host), ("port", preset.smtp_port),
@@ -484,11 +492,11 @@ def _smtp(table: Any, first: MailboxConfig) -> SmtpConfig:
         table.setdefault("username", first.address)
         if raw_oauth is None:
             if first.oauth2 is None:
-                raise ConfigError("smtp.oauth2: missing, and the first mailbox has no "
+                raise ConfigError(f"{where}.oauth2: missing, and the mailbox has no "
                                   "[mailbox.oauth2] to reuse")
-            return replace(build_section(SmtpConfig, table, "smtp"), oauth2=first.oauth2)
-    smtp = build_section(SmtpConfig, table, "smtp")
-    return replace(smtp, oauth2=_oauth2(raw_oauth, smtp.auth, first.provider, "smtp.oauth2"))
+            return replace(build_section(SmtpConfig, table, where), oauth2=first.oauth2)
+    smtp = build_section(SmtpConfig, table, where)
+    return replace(smtp, oauth2=_oauth2(raw_oauth, smtp.auth, first.provider, f"{where}.oauth2"))
 
 
 def _check_auth_mode(table: dict[str, Any], where: str) -> None:

@@ -18,6 +18,7 @@ from types import FrameType
 from sqlalchemy.exc import SQLAlchemyError
 
 from maild.app import App
+from maild.delivery import deliver_outbox
 from maild.outbox import DeliveryReport
 from maild.poller import CycleReport
 from maild.store.db import DatabaseError, describe_error
@@ -33,24 +34,6 @@ def _log_cycle(address: str) -> Callable[[CycleReport], None]:
         if rep.stored:
             log.info("%s: stored %d message(s), %d new ticket(s)", address, rep.stored,
                      rep.new_tickets)
-    return report
-
-
-# The main loop and the scheduler's outbox job both deliver; one at a time per
-# process, or both would APPEND the same sent messages to Sent (claims keep SMTP
-# sends apart already; Sent copies are not claimed).
-_DELIVERING = threading.Lock()
-
-
-def deliver_outbox(app: App) -> DeliveryReport | None:
-    sender = app.outbox_sender()
-    if sender is None:
-        return None
-    with _DELIVERING:
-        report = sender.deliver_due()
-    if report.sent or report.retry or report.failed or report.held:
-        log.info("outbox: %d sent, %d to retry, %d failed, %d held", len(report.sent),
-                 len(report.retry), len(report.failed), len(report.held))
     return report
 
 
@@ -86,7 +69,7 @@ def _run_once(app: App, progress: Callable[[str], None] | None
 def _sync_drafts(app: App) -> None:
     if not any(mb.drafts for mb in app.config.mailboxes):
         return
-    from maild.drafts import sync_drafts
+    from maild.drafts_sync import sync_drafts
 
     sync_drafts(app)
 

@@ -6,12 +6,9 @@ Two halves, so that IMAP never runs inside a database transaction:
   records intent as events: `draft_pending` {message_id, macro} for a new
   customer ticket that has a suggestion, `draft_stale` {message_id} when an
   agent reply reaches a ticket that has a draft.
-* `sync_drafts(app)` (after each cycle, outside any transaction) does the IMAP
-  work: APPENDs each pending draft to the Drafts folder (SPECIAL-USE \\Drafts
-  unless `drafts_folder` is configured) flagged \\Draft, threaded to the
-  customer's message, marked `X-Maild-Draft: <ticket id>`, and records
-  `draft_created` {uid, message_id}; it deletes the drafts of tickets that got
-  an agent reply (or were solved / filtered) and records `draft_removed`.
+* `maild.drafts_sync.sync_drafts(app)` (after each cycle, outside any
+  transaction) does the IMAP work that `pending_drafts` here lists: it places
+  pending drafts in the Drafts folder and removes stale ones.
 
 It never deletes a message without its own marker header, never sends a
 draft, and a draft never counts as an agent reply (it is not in Sent).
@@ -19,26 +16,18 @@ draft, and a draft never counts as an agent reply (it is not in Sent).
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session
 
-from maild.app import App
 from maild.clock import Clock
 from maild.commands import is_command_mail
-from maild.errors import MailboxError, MaildError
-from maild.mailbox import MailboxClient
 from maild.parse import ParsedMessage
-from maild.replying import Agent, compose_reply, prepare_reply
 from maild.store import repo
 from maild.store.models import Event, Mailbox, Ticket
 from maild.tickets import StoredMessage
-
-log = logging.getLogger("maild.drafts")
 
 DRAFT_HEADER = "X-Maild-Draft"
 DRAFT_KINDS = ("draft_pending", "draft_created", "draft_stale", "draft_removed",
@@ -46,7 +35,6 @@ DRAFT_KINDS = ("draft_pending", "draft_created", "draft_stale", "draft_removed",
 FINAL_KINDS = ("draft_removed", "draft_skipped")
 STALE_STATUSES = frozenset({"solved", "filtered"})
 
-ClientFactory = Callable[[int], MailboxClient]
 
 
 class DraftHandler:
@@ -91,11 +79,6 @@ def _was_automated(session: Session, ticket: Ticket) -> bool:
         Event.ticket_id == ticket.id, Event.kind == "auto_submitted").limit(1)) is not None
 
 
-def drafts_handler(app: App, agents: Mapping[str, str] | None = None) -> DraftHandler:
-    """The handler for `app` (enabled); the lead decides when to add it."""
-    return DraftHandler(app.clock, agents=agents)
-
-
 @dataclass(frozen=True)
 class DraftWork:
     ticket_id: int
@@ -136,82 +119,3 @@ def pending_drafts(session: Session) -> list[DraftWork]:
         if action:
             work.append(DraftWork(ticket.id, address, action, macros.get(ticket.id, "")))
     return sorted(work, key=lambda w: w.ticket_id)
-
-
-def sync_drafts(app: App, client_factory: ClientFactory | None = None) -> DraftReport:
-    """Create pending drafts and remove stale ones; call it after each cycle.
-
-    IMAP failures are logged and retried on the next call (nothing is lost).
-    """
-    report = DraftReport()
-    with app.sessions() as session:
-        work = pending_drafts(session)
-    for w in (w for w in work if w.action == "skip"):
-        _record(app, w.ticket_id, "draft_skipped", reason="agent already replied or solved")
-        report.skipped.append(w.ticket_id)
-    index = {mb.address.lower(): i for i, mb in enumerate(app.config.mailboxes)}
-    factory = client_factory or (lambda i: MailboxClient(app.imap_settings(i)))
-    for address in sorted({w.mailbox for w in work if w.action != "skip"}):
-        if address not in index:
-            report.errors.append(f"{address}: mailbox no longer configured")
-            continue
-        todo = [w for w in work if w.mailbox == address and w.action != "skip"]
-        try:
-            _sync_mailbox(app, factory(index[address]), index[address], todo, report)
-        except MailboxError as exc:
-            log.warning("drafts for %s not synced, will retry: %s", address, exc)
-            report.errors.append(str(exc))
-    return report
-
-
-def _sync_mailbox(app: App, client: MailboxClient, index: int, todo: list[DraftWork],
-                  report: DraftReport) -> None:
-    with client:
-        folder = app.config.mailboxes[index].drafts_folder or \
-            client.find_special_folder("\\Drafts")
-        if folder is None:
-            raise MailboxError(f"{app.config.mailboxes[index].address}: no Drafts folder")
-        client.select(folder)
-        for w in todo:
-            if w.action == "create":
-                _create(app, client, folder, w, report)
-            else:
-                _remove(app, client, w, report)
-
-
-def _create(app: App, client: MailboxClient, folder: str, w: DraftWork,
-            report: DraftReport) -> None:
-    found = client.search_header(DRAFT_HEADER, str(w.ticket_id))
-    if found:  # appended before, but the record was lost: adopt it
-        _record(app, w.ticket_id, "draft_created", uid=found[0], message_id=None)
-        report.created.append(w.ticket_id)
-        return
-    now = app.clock.now()
-    auto = app.automation()
-    agent = Agent(app.environ.get("MAILD_AGENT_NAME") or auto.settings.sender_name)
-    try:
-        with app.sessions() as session:
-            reply = prepare_reply(session, auto, w.ticket_id, w.macro, agent=agent, now=now)
-    except MaildError as exc:
-        _record(app, w.ticket_id, "draft_skipped", reason=str(exc)[:500])
-        report.skipped.append(w.ticket_id)
-        return
-    out = compose_reply(reply, now, {DRAFT_HEADER: str(w.ticket_id)})
-    uid = client.append(folder, out.raw, ["\\Draft"], now)
-    _record(app, w.ticket_id, "draft_created", uid=uid, message_id=out.message_id,
-            macro=reply.macro.name)
-    report.created.append(w.ticket_id)
-    log.info("ticket #%d: draft from macro %s placed in %s", w.ticket_id, w.macro, folder)
-
-
-def _remove(app: App, client: MailboxClient, w: DraftWork, report: DraftReport) -> None:
-    uids = client.search_header(DRAFT_HEADER, str(w.ticket_id))
-    client.delete_uids(uids)
-    _record(app, w.ticket_id, "draft_removed", uids=uids)
-    report.removed.append(w.ticket_id)
-    log.info("ticket #%d: stale draft removed (%d message(s))", w.ticket_id, len(uids))
-
-
-def _record(app: App, ticket_id: int, kind: str, **detail: Any) -> None:
-    with app.sessions.begin() as session:
-        repo.add_event(session, ticket_id, app.clock.now(), kind, "maild", **detail)

@@ -24,7 +24,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -39,6 +39,7 @@ from maild.store.models import FolderState, Quarantine
 from maild.tickets import Incoming, StoredMessage, TicketWriter, log_stored
 
 log = logging.getLogger("maild.ingest")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -146,6 +147,25 @@ class Ingestor:
                 self._advance(session, mailbox.id, role, folder, uidvalidity,
                               result.last_uid, highest_modseq)
         return result
+
+    def rehearse(self, role: str, item: IngestItem,
+                 look: Callable[[Session, StoredMessage | None], T]) -> T:
+        """Store `item` exactly as `ingest_batch` would, handlers and all, let `look` read
+        the result inside the transaction, then roll everything back: the dry run
+        (`maild rules test`) takes ingest's own path with storage switched off. Nothing
+        is sent either way: ingest only queues mail, and the queue is rolled back too."""
+        parsed = self._parse(item)
+        with self.sessions() as session:
+            try:
+                mailbox = repo.get_or_create_mailbox(session, self.address, self.clock.now())
+                writer = TicketWriter(session, mailbox.id, self.own, self.window, self.calendar,
+                                      self.reopen_window, self.routing)
+                self._prepare(session, writer, role, [item], [parsed])
+                stored = self._add(session, writer, role, "(dry run)", None, item, parsed)
+                session.flush()
+                return look(session, stored)
+            finally:
+                session.rollback()
 
     def _flush_batch(self, session: Session) -> None:
         """Write the rows of a batch stored without savepoints (unless a query already

@@ -10,8 +10,8 @@ A verdict means "do not auto-reply", nothing more: maild never drops mail on it.
 Rate limits ("at most one ETA reply per sender per window") need history, so
 they belong to the caller, not here.
 
-`AUTO_HEADERS` are the headers maild puts on its own automatic mail (defined in
-`maild.compose`, which adds them). maild does not add `Precedence`: it is no
+The headers maild puts on its own automatic mail are `maild.compose.AUTO_HEADERS`
+(defined there once, where they are added). maild does not add `Precedence`: it is no
 standard (RFC 2076 marks it "discouraged"), RFC 3834 section 3.1.8 only says a
 response MAY carry it and warns that its meaning varies, and `bulk` makes mailbox
 providers file a one-to-one answer to a customer as bulk mail. `Auto-Submitted`
@@ -22,13 +22,9 @@ the responders that matter.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final
 
 from maild.classify import DESCRIPTIONS, Classification, ClassifyContext, classify
-from maild.compose import AUTO_HEADERS as _COMPOSE_AUTO_HEADERS
 from maild.parse import ParsedMessage
-
-AUTO_HEADERS: Final[dict[str, str]] = _COMPOSE_AUTO_HEADERS
 
 # The loop guard reads the same context as the classifier.
 GuardContext = ClassifyContext

@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from maild.calendar import BusinessCalendar
 from maild.clock import Clock
 from maild.compose import Outgoing
 from maild.errors import MaildError, SendError
@@ -86,8 +87,10 @@ class OutboxSender:
     def __init__(self, sessions: sessionmaker[Session], clock: Clock, send: SendFn, *,
                  own_addresses: Sequence[str], policy: RetryPolicy | None = None,
                  append_sent: AppendFn | None = None, window_days: int = 7,
-                 connect: ConnectFn | None = None) -> None:
+                 connect: ConnectFn | None = None,
+                 calendar: BusinessCalendar | None = None) -> None:
         self.sessions = sessions
+        self.calendar = calendar  # a sent reply's FRT figures, as ingest stores them
         self.clock = clock
         self.send = send
         self.connect = connect  # given: one connection for a whole batch
@@ -224,7 +227,7 @@ class OutboxSender:
             row.last_error = "; ".join(r.describe() for r in refused)[:2000] or None
             if row.ticket_id is None:
                 return
-            writer = TicketWriter(s, row.mailbox_id, self.own, self.window)
+            writer = TicketWriter(s, row.mailbox_id, self.own, self.window, self.calendar)
             stored = writer.add(parse_message(row.raw), row.raw, role="sent", folder=None,
                                 uidvalidity=None, uid=None, internaldate=now, now=now,
                                 auto=row.auto)

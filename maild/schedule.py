@@ -33,6 +33,7 @@ from sqlalchemy import select
 from maild.alerts import AlertSettings, queue_alerts
 from maild.app import App
 from maild.compose import Outgoing, make_message_id
+from maild.delivery import deliver_outbox
 from maild.outbox import enqueue
 from maild.report.digest import build_digest, render_digest_email
 from maild.sla import auto_solve_pending, check_sla
@@ -60,8 +61,6 @@ def alert_settings(app: App) -> AlertSettings:
 
 
 def job_outbox(app: App) -> dict[str, Any]:
-    from maild.daemon import deliver_outbox
-
     report = deliver_outbox(app)
     return {} if report is None else {"sent": len(report.sent), "retry": len(report.retry),
                                       "failed": len(report.failed)}
@@ -102,6 +101,7 @@ def job_digest(app: App, day: date | None = None, force: bool = False) -> dict[s
     with app.sessions.begin() as session:
         exists = session.scalar(select(OutboxRow.id).where(OutboxRow.message_id == message_id))
         if exists and not force:
+            log.info("digest for %s already sent, not sent again", slot.day)
             return {"digest": f"{slot.day} already sent"}
         mailbox = repo.get_or_create_mailbox(session, mb.address, now)
         digest = build_digest(session, app.automation().calendar, slot.day,

@@ -19,49 +19,25 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from maild.parse import ParsedMessage
+from maild.subjects import TAG_RE, strip_prefixes
 
-TAG_RE = re.compile(r"\[#(\d{1,12})\]")
-_REPLY = r"re|aw|sv|vs|ynt|antw|r[ée]f|rif|odp|vá|res"
-_FORWARD = r"fwd?|wg|tr|i̇lt|İlt|ilt|ılt|doorst|enc|rv|vl|fs"
-_PREFIX_RE = re.compile(
-    rf"^\s*(?:(?P<word>{_REPLY}|{_FORWARD})\s*(?:\[\d+\]|\(\d+\))?\s*[:：]\s*|\[#\d+\]\s*)",
-    re.IGNORECASE,
-)
-_FORWARD_RE = re.compile(rf"^(?:{_FORWARD})$", re.IGNORECASE)
 _WS_RE = re.compile(r"\s+")
-
-
-def _strip_prefixes(subject: str) -> tuple[str, bool]:
-    """Remove reply/forward prefixes; report whether the outermost was a forward."""
-    rest = subject
-    forward = False
-    first = True
-    while True:
-        m = _PREFIX_RE.match(rest)
-        if not m:
-            return rest, forward
-        word = m.group("word")
-        if first and word and _FORWARD_RE.match(word):
-            forward = True
-        if word:
-            first = False
-        rest = rest[m.end():]
 
 
 def normalize_subject(subject: str) -> str:
     """Subject without Re/Fwd/AW/YNT/… prefixes and ticket tags, case-folded."""
-    rest, _ = _strip_prefixes(subject)
+    rest, _ = strip_prefixes(subject)
     rest = TAG_RE.sub(" ", rest)
     return _WS_RE.sub(" ", rest).strip().casefold()[:255]
 
 
 def original_subject(subject: str) -> str:
     """The subject without Re/Fwd/… prefixes (case kept): a forwarded mail's own subject."""
-    return _strip_prefixes(subject)[0].strip() or subject
+    return strip_prefixes(subject)[0].strip() or subject
 
 
 def is_forward(subject: str) -> bool:
-    return _strip_prefixes(subject)[1]
+    return strip_prefixes(subject)[1]
 
 
 def ticket_tags(subject: str) -> list[int]:

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from maild.config import SECTIONS, OAuth2Config, SlaPolicyConfig  # noqa: E402
+from maild.config import SECTIONS, OAuth2Config, SlaPolicyConfig, SmtpConfig  # noqa: E402
 
 OUTPUT = ROOT / "docs" / "configuration.md"
 REGENERATE = ".venv/bin/python scripts/gen_config_docs.py"
@@ -117,9 +117,20 @@ name the table as `mailbox[0]`, `mailbox[1]`, … maild reads INBOX and the Sent
 never deletes or moves customer mail, and fetches with `BODY.PEEK[]` so mail stays unread
 unless `mark_seen = true`.
 
-With several mailboxes, note what is still shared: there is one `[smtp]` for all of them,
-copies of the mail maild sends are appended to the **first** mailbox's Sent folder, and
-`maild rules test` and the daily digest use the first mailbox.
+With several mailboxes, each ticket belongs to the mailbox its first message came to, and
+everything maild sends about it comes from that mailbox: replies (ETA auto-replies, macro
+replies, command confirmations) and SLA alerts go out through the mailbox's own
+`[mailbox.smtp]` when it has one, else through `[smtp]`, and their copies are appended to
+**that mailbox's** Sent folder. The daily digest is one mail from the first mailbox, with
+the figures for all mailboxes and then a section per mailbox. `maild rules test` uses the
+mailbox the message is addressed to. See [operations.md](operations.md#several-mailboxes).
+""",
+    "mailbox.smtp": """\
+Optional, per mailbox: the SMTP submission server this mailbox's mail goes out through (same
+keys as `[smtp]`; with several mailboxes write it after each `[[mailbox]]` as
+`[mailbox.smtp]`). Without it the mailbox uses `[smtp]`. With `auth = "oauth2"` it reuses
+this mailbox's `[mailbox.oauth2]` unless `[mailbox.smtp.oauth2]` is given. The provider
+preset of the mailbox fills host, port and security.
 """,
     "mailbox.oauth2": """\
 OAuth2 instead of a password, for Microsoft 365 and Google Workspace mailboxes. Required
@@ -203,17 +214,19 @@ SECTION_TITLES = {
     "mailbox": "[mailbox] or [[mailbox]] (repeatable)",
     "sla.policies": "[sla.policies.NAME] (repeatable)",
     "mailbox.oauth2": "[mailbox.oauth2] and [smtp.oauth2]",
+    "mailbox.smtp": "[mailbox.smtp] (optional, per mailbox)",
 }
 
 # Order in the page; [sla.policies.NAME] follows [sla]. A section missing here is still
 # documented (after these, without intro text).
-ORDER = ("database", "mailbox", "mailbox.oauth2", "smtp", "sla", "sla.policies", "autoreply",
-         "sender_auth", "outbox", "digest", "paths", "threading", "limits")
+ORDER = ("database", "mailbox", "mailbox.oauth2", "smtp", "mailbox.smtp", "sla", "sla.policies",
+         "autoreply", "sender_auth", "outbox", "digest", "paths", "threading", "limits")
 
 
 def schema() -> dict[str, type]:
     """Section name -> dataclass, including [sla.policies.NAME]; ORDER first, new ones after."""
-    out = {**SECTIONS, "sla.policies": SlaPolicyConfig, "mailbox.oauth2": OAuth2Config}
+    out = {**SECTIONS, "sla.policies": SlaPolicyConfig, "mailbox.oauth2": OAuth2Config,
+           "mailbox.smtp": SmtpConfig}
     names = [n for n in ORDER if n in out] + sorted(set(out) - set(ORDER))
     return {name: out[name] for name in names}
 

@@ -1,7 +1,9 @@
 """Database fixtures: every DB test runs on SQLite and on PostgreSQL.
 
 PostgreSQL tests get a private schema (via search_path) that is dropped
-afterwards; when no server answers they are skipped with the reason shown.
+afterwards; when no server answers they are skipped with the reason shown,
+except under CI=true, where a missing PostgreSQL fails them: CI must not pass
+on SQLite alone.
 Set MAILD_TEST_PG_URL to point elsewhere (default: the local `test` database).
 """
 
@@ -9,7 +11,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -34,10 +36,17 @@ def pg_unavailable() -> str | None:
     return _pg_state["reason"]
 
 
+def require_pg(reason: str | None, environ: Mapping[str, str] = os.environ) -> None:
+    """Skip a PostgreSQL test when the server is missing; fail it under CI=true."""
+    if reason is None:
+        return
+    if environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{reason} (CI=true: PostgreSQL is required)", pytrace=False)
+    pytest.skip(reason)
+
+
 def _pg_schema_url() -> Iterator[str]:
-    reason = pg_unavailable()
-    if reason:
-        pytest.skip(reason)
+    require_pg(pg_unavailable())
     schema = f"t_{uuid.uuid4().hex[:12]}"
     admin = sa.create_engine(PG_URL)
     with admin.begin() as conn:

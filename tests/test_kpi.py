@@ -266,12 +266,18 @@ def test_per_agent_and_mailbox(week: dict[str, Any]) -> None:
          "frt_business_median": 1200, **NO_SURVEYS},
     ]
     # support: business 3600 5400 5400 10800 10800 21600 -> median (5400+10800)/2 = 8100
-    assert week["per_mailbox"] == [
+    per_mailbox = [{k: v for k, v in m.items() if k not in ("sla_breaches", "backlog")}
+                   for m in week["per_mailbox"]]
+    assert per_mailbox == [
         {"mailbox": "support@example.com", "tickets_created": 9, "first_responses": 6,
          "frt_business_median": 8100, "sla_attained_pct": 5 / 6},
         {"mailbox": "sales@example.com", "tickets_created": 1, "first_responses": 1,
          "frt_business_median": 1200, "sla_attained_pct": 1.0},
     ]
+    # breaches and backlog per mailbox add up to the figures for all of them
+    assert sum(m["sla_breaches"] for m in week["per_mailbox"]) == week["sla"]["breaches"]
+    assert sum(m["backlog"] for m in week["per_mailbox"]) == week["backlog"]["total"]
+    assert week["per_mailbox"][1]["sla_breaches"] == 0
 
 
 def test_mailbox_filter_and_replay_clock(db_url: str) -> None:

@@ -8,8 +8,8 @@ import pytest
 
 from maild.classify import classify
 from maild.classify.markers import TABLES
+from maild.compose import AUTO_HEADERS
 from maild.loopguard import (
-    AUTO_HEADERS,
     GuardContext,
     Verdict,
     check_message,

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Final, NamedTuple
 from flufl.bounce import all_failures
 
 from maild.parse import ParsedMessage
+from maild.subjects import FORWARD_PREFIX_RE, REPLY_PREFIXES
 
 if TYPE_CHECKING:
     from maild.classify import ClassifyContext
@@ -130,8 +131,8 @@ def _casefold(subject: str) -> str:
 
 # Reply prefixes only: carriers answer "Re: Undelivered Mail..."; a forward ("Fwd:") is
 # a person passing a report on, so it never matches.
-_REPLY_PREFIX = r"^(?:(?:re|aw|sv|ynt|antw)\s*:\s*)*"
-_FORWARD_RE = re.compile(r"^\s*(?:fwd?|wg|tr|ilt|rv|enc)\s*:")
+_REPLY_PREFIX = REPLY_PREFIXES  # maild.subjects: the one list
+_FORWARD_RE = FORWARD_PREFIX_RE
 _FAILURE_PHRASE = (
     r"(?:undeliver(?:ed|able)|returned mail|failure notice|failed mail"
     r"|mail delivery (?:failed|failure|problem|warning|system)|delivery (?:status notification"

@@ -11,7 +11,6 @@ This module does no I/O and knows nothing about the database or SMTP.
 
 from __future__ import annotations
 
-import re
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ import jinja2
 from maild.errors import TemplateError
 from maild.macros.model import Macro
 from maild.macros.sandbox import MacroEnvironment, make_environment, one_line
+from maild.subjects import strip_reply_prefixes
 
 #: Largest rendered body or subject, in UTF-8 bytes.
 MAX_OUTPUT_BYTES = 100_000
@@ -33,7 +33,6 @@ MAX_FIELD_CHARS = 500
 #: Longest customer message handed to a template (for quoting).
 MAX_MESSAGE_CHARS = 20_000
 
-_REPLY_PREFIX_RE = re.compile(r"^(?:\s*(?:re|aw|sv|ynt)\s*(?:\[\d+\])?\s*:)+\s*", re.IGNORECASE)
 _LINE_BREAKS = frozenset({"Cc", "Zl", "Zp"})
 
 
@@ -150,7 +149,7 @@ def _macro_error(macro: Macro, part: str, detail: str) -> TemplateError:
 
 def _strip_reply_prefix(subject: str, ticket_id: int) -> str:
     without_tag = single_line(subject).replace(ticket_tag(ticket_id), " ")
-    return _REPLY_PREFIX_RE.sub("", single_line(without_tag))
+    return strip_reply_prefixes(single_line(without_tag))
 
 
 def _finish_subject(subject: str, ticket_id: int) -> str:

@@ -16,7 +16,8 @@ figures describe the day (customer tickets and messages only: filtered tickets
 and machine mail are outside them; one line counts the day's machine mail, and
 "Customers we could not reach" lists its bounces of our mail). The "7-day avg"
 is the previous seven local days taken as one period: counts are divided by 7,
-rates and medians are pooled.
+rates and medians are pooled. With several mailboxes, the figures are for all of
+them and a section per mailbox follows: its own figures and ticket lists.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from maild.report.kpi import (
     waiting,
 )
 from maild.resources import default_templates
-from maild.store.models import Customer, Ticket
+from maild.store.models import Customer, Mailbox, Ticket
 
 AT_RISK_WINDOW = timedelta(hours=4)
 AT_RISK_FRACTION = 0.8
@@ -246,6 +247,25 @@ def unreachable(session: Session, since: datetime, end: datetime, zone: ZoneInfo
             for e in session.scalars(delivery_failures(since, end, mailbox_id))]
 
 
+def mailbox_sections(session: Session, calendar: BusinessCalendar, stats: dict[str, Any],
+                     since: datetime, end: datetime, now: datetime,
+                     zone: ZoneInfo) -> list[dict[str, Any]]:
+    """One section per mailbox when there are several: its figures (from `per_mailbox`),
+    its breaches, tickets at risk and oldest waiting. Empty for a single mailbox."""
+    ids = {address: mid for address, mid in session.execute(select(Mailbox.address, Mailbox.id))}
+    if len(stats["per_mailbox"]) < 2:
+        return []
+    out = []
+    for m in stats["per_mailbox"]:
+        mid = ids[m["mailbox"]]
+        out.append({**m, "frt": duration(m["frt_business_median"]),
+                    "sla_attained": pct(m["sla_attained_pct"]),
+                    "breached": breached(session, since, end, now, zone, mid),
+                    "at_risk": at_risk(session, calendar, now, zone, mid),
+                    "oldest": oldest_waiting(session, now, zone, mid)})
+    return out
+
+
 def environment(templates: Path | str | None = None) -> ImmutableSandboxedEnvironment:
     """The digest's Jinja2 environment: sandboxed, strict, autoescaping *.html.j2."""
     return ImmutableSandboxedEnvironment(
@@ -279,6 +299,8 @@ def build_digest(session: Session, calendar: BusinessCalendar, day: date, tz: st
         "satisfaction_line": satisfaction_line(stats),
         "filtered_line": filtered_line(stats["filtered"]),
         "unreachable": unreachable(session, since, end, zone, mailbox_id),
+        "mailboxes": [] if mailbox_id is not None else
+        mailbox_sections(session, calendar, stats, since, end, now, zone),
     }
     frt = duration(stats["frt_business_seconds"]["median"])
     breaches = stats["sla"]["breaches"]

@@ -365,7 +365,9 @@ def _per_mailbox(session: Session, frs: list[FirstResponse],
                     "tickets_created": counts.get(mid, {}).get("created", 0),
                     "first_responses": len(mine),
                     "frt_business_median": _round(percentile([f.business for f in mine], 0.5)),
-                    "sla_attained_pct": ratio(sum(due), len(due))})
+                    "sla_attained_pct": ratio(sum(due), len(due)),
+                    "sla_breaches": counts.get(mid, {}).get("breaches", 0),
+                    "backlog": counts.get(mid, {}).get("backlog", 0)})
     return out
 
 

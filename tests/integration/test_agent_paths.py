@@ -17,7 +17,8 @@ from maild.app import App, build_app
 from maild.commands import CommandHandler, UnlessCommandMail
 from maild.config import load_config
 from maild.daemon import deliver_outbox
-from maild.drafts import DRAFT_HEADER, DraftHandler, sync_drafts
+from maild.drafts import DRAFT_HEADER, DraftHandler
+from maild.drafts_sync import sync_drafts
 from maild.ingest import Ingestor, MessageHandler
 from maild.mailbox import MailboxClient
 from maild.poller import Poller

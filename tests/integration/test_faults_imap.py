@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import shutil
 import signal
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -86,7 +85,12 @@ def test_dovecot_restart_mid_idle(own_dovecot: DovecotServer, db_url: str,
             append(account, "INBOX", [(customer_mail(account, 1), None)])
             wait_until(lambda: len(sink.messages) == 2, 40,
                        "the ETA reply after the restart", log)
-            time.sleep(1)  # would a duplicate follow? (the outbox is sent at once)
+            # No duplicate can follow once every reply is marked sent (only a row not
+            # marked sent is ever sent again) and both copies are in Sent.
+            wait_until(lambda: count(db_url, "SELECT count(*) FROM outbox WHERE status = "
+                                     "'sent'") == 2, 30, "both replies marked sent", log)
+            wait_until(lambda: len(folder_messages(account, "Sent")) == 2, 30,
+                       "the second reply's copy in Sent", log)
             code = daemon.stop(signal.SIGTERM)
         text = daemon.output
         replies = [m.parsed()["In-Reply-To"] for m in sink.messages]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,14 @@ import sqlalchemy as sa
 from devstack.dovecot import ImapAccount
 from devstack.smtpsink import SmtpSink
 from maild.locks import mailbox_lock
-from tests.integration.stack import append, env_for, maild_cmd, run_maild, write_config
+from tests.integration.stack import (
+    append,
+    env_for,
+    maild_cmd,
+    run_maild,
+    wait_until,
+    write_config,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -47,9 +53,21 @@ def _daemon(config: Path, account: ImapAccount) -> subprocess.Popen[str]:
 
 
 def _wait_sent(sink: SmtpSink, count: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while len(sink.messages) < count and time.monotonic() < deadline:
-        time.sleep(0.2)
+    wait_until(lambda: len(sink.messages) >= count, timeout, f"{count} replies at the sink")
+
+
+def _wait_marked_sent(db_url: str, count: int, timeout: float = 60) -> None:
+    """Every reply marked sent: from then on nothing can send one again (only a row
+    not marked sent is ever retried) — the positive signal that no duplicate follows."""
+    def marked() -> bool:
+        engine = sa.create_engine(db_url)
+        try:
+            with engine.connect() as conn:
+                return conn.exec_driver_sql(
+                    "SELECT count(*) FROM outbox WHERE status = 'sent'").scalar() == count
+        finally:
+            engine.dispose()
+    wait_until(marked, timeout, f"{count} outbox rows marked sent")
 
 
 def test_two_daemons_one_mailbox(imap_account: ImapAccount, db_url: str, smtp_sink: SmtpSink,
@@ -69,13 +87,13 @@ def test_two_daemons_one_mailbox(imap_account: ImapAccount, db_url: str, smtp_si
         second = _daemon(config, imap_account)  # a standby beside it
         append(imap_account, "INBOX", _mails(imap_account, 1, 19))
         _wait_sent(smtp_sink, 20)
-        time.sleep(2)  # both running: nothing is processed twice
+        _wait_marked_sent(db_url, 20)  # both running: nothing is processed twice
         assert len(smtp_sink.messages) == 20
         first.send_signal(signal.SIGKILL)  # the holder dies: its lock goes with it
         first.wait()
         append(imap_account, "INBOX", _mails(imap_account, 20, 5))
         _wait_sent(smtp_sink, 25)  # only the standby can have done this
-        time.sleep(2)
+        _wait_marked_sent(db_url, 25)
         second.send_signal(signal.SIGTERM)
         second.wait(timeout=15)
     finally:

@@ -275,7 +275,10 @@ def test_revoked_secret_is_one_line_backs_off_and_recovers_when_the_file_is_fixe
         wait_until(lambda: "AADSTS7000215" in daemon.output, 30, "the refusal", daemon.log)
         oauth_dovecot.deliver(box.address, customer_mail(
             customers[1].address, box.address, "Second", "<r1@example.org>"))
-        time.sleep(3)
+        before = daemon.output.count("AADSTS7000215")
+        # two more refused attempts after the delivery: maild tried, and could not
+        wait_until(lambda: daemon.output.count("AADSTS7000215") >= before + 2, 30,
+                   "two more refusals after the delivery", daemon.log)
         assert len(sink.messages) == 1  # nothing gets in or out without a token
         secret_file.write_text(rotated + "\n")  # fixed: picked up without a restart
         wait_until(lambda: len(sink.messages) == 2, 60, "the second ETA reply", daemon.log)
