@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from maild.cli import _out
+from maild.cli_common import out_json as _out
 from maild.config import load_config
 
 

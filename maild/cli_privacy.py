@@ -12,7 +12,8 @@ import json
 import sys
 from pathlib import Path
 
-from maild.cli import _app, _out
+from maild.cli_common import app_from as _app
+from maild.cli_common import out_json as _out
 from maild.errors import MaildError
 from maild.privacy import export_customer, forget_customer, plan_erasure
 

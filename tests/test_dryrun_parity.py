@@ -26,7 +26,7 @@ from maild.ingest import IngestItem
 from maild.parse import parse_message
 from maild.store.db import upgrade
 from maild.store.models import Event, MessageRow, OutboxRow, Ticket
-from tests.builders import raw_mail, utc
+from tests.builders import TRUSTED_MX, authenticated, raw_mail, utc
 from tests.corpus.loader import CORPUS_ROOT, load_corpus
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,14 +47,16 @@ allow_insecure = true
 username = "support@example.com"
 [agents]
 "{AGENT}" = "Ayşe"
+[sender_auth]
+trusted_authserv_id = "{TRUSTED_MX}"
 [sla]
 reopen_window_days = 7
 [sla.policies.vip]
 first_response = "1h"
 [paths]
-rules = "{REPO / 'rules'}"
-macros = "{REPO / 'templates' / 'macros'}"
-templates = "{REPO / 'templates'}"
+rules = "{REPO / 'maild' / 'defaults' / 'rules'}"
+macros = "{REPO / 'maild' / 'defaults' / 'templates' / 'macros'}"
+templates = "{REPO / 'maild' / 'defaults' / 'templates'}"
 """)
     app = build_app(load_config(path), FixedClock(utc(2026, 11, 2, 10)), environ={})
     upgrade(app.engine)
@@ -147,11 +149,11 @@ def test_rate_limit_follows_reply_to_as_ingest_does(app: App) -> None:
     clock = app.clock
     assert isinstance(clock, FixedClock)
     first = raw_mail(frm="Ann <ann@example.org>", msgid="<a1@example.org>",
-                     subject="Where is my parcel", extra="Reply-To: orders@example.net")
+                     subject="Where is my parcel", extra="Reply-To: orders@example.org")
     dry, real, _ = both(app, clock, first, "<a1@example.org>", "inbox", utc(2026, 11, 2, 9), 1)
     assert dry == real and real["auto_reply_sent"]
     second = raw_mail(frm="Bob <bob@example.org>", msgid="<b1@example.org>",
-                      subject="Invoice question", extra="Reply-To: orders@example.net")
+                      subject="Invoice question", extra="Reply-To: orders@example.org")
     dry, real, out = both(app, clock, second, "<b1@example.org>", "inbox",
                           utc(2026, 11, 2, 9, 30), 2)
     assert dry == real
@@ -182,8 +184,9 @@ def test_command_mail_is_a_command_in_the_dry_run_too(app: App) -> None:
     both(app, clock, first, "<c1@example.org>", "inbox", utc(2026, 11, 2, 9), 1)
     with app.sessions() as s:
         tid = s.scalars(select(MessageRow.ticket_id)).one()
-    command = raw_mail(frm=f"Ayşe <{AGENT}>", msgid="<cmd1@example.com>",
-                       subject=f"Re: Refund for order 77 [#{tid}]", body="#status pending\n")
+    command = authenticated(raw_mail(frm=f"Ayşe <{AGENT}>", msgid="<cmd1@example.com>",
+                                     subject=f"Re: Refund for order 77 [#{tid}]",
+                                     body="#status pending\n"))
     dry, real, out = both(app, clock, command, "<cmd1@example.com>", "inbox",
                           utc(2026, 11, 2, 9, 5), 2)
     assert dry == real

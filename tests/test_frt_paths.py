@@ -11,6 +11,8 @@ stored figures, would not measure it).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import nullcontext
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -52,6 +54,8 @@ def test_reply_sent_by_maild_stores_the_figures_a_reply_in_sent_does(
         return "250 ok"
 
     monkeypatch.setattr(smtp, "send", fake_send)
+    monkeypatch.setattr(smtp, "connection",  # the outbox reuses a connection per pass
+                        lambda settings: nullcontext(partial(fake_send, settings)))
     ingest(app, raw_mail(), 1, utc(2026, 11, 2, 10))  # ticket 1: Ann, 10:00
     ingest(app, raw_mail(frm="Bob <bob@example.net>", msgid="<b1@example.net>",
                          subject="Refund please"), 2, utc(2026, 11, 2, 10))  # ticket 2

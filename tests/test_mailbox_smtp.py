@@ -6,8 +6,9 @@ test_several_mailboxes.py."""
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +41,8 @@ def mailbox(address: str, smtp_port: int | None = None, security: str = "none") 
 
 def make(tmp: Path, body: str, db: str = "m.db") -> App:
     path = tmp / "maild.toml"
-    path.write_text(f'[database]\nurl = "sqlite:///{tmp / db}"\n{body}\n[paths]\n'
-                    f'rules = "{REPO / "rules"}"\nmacros = "{REPO / "templates" / "macros"}"\n'
-                    f'templates = "{REPO / "templates"}"\n[sla.policies.vip]\n'
-                    'first_response = "1h"\n')
+    path.write_text(f'[database]\nurl = "sqlite:///{tmp / db}"\n{body}\n'  # packaged rules
+                    '[sla.policies.vip]\nfirst_response = "1h"\n')
     app = build_app(load_config(path), FixedClock(utc(2026, 11, 2, 10)), environ={})
     upgrade(app.engine)
     return app
@@ -93,6 +92,8 @@ def test_mail_goes_out_through_its_mailboxs_smtp_and_one_without_any_waits(
         return "250 ok"
 
     monkeypatch.setattr(smtp, "send", fake_send)
+    monkeypatch.setattr(smtp, "connection",  # the outbox reuses a connection per pass
+                        lambda settings: nullcontext(partial(fake_send, settings)))
     stuck, sent = queue(app, "support@example.com"), queue(app, "sales@example.com")
     sender = app.outbox_sender()
     assert sender is not None
@@ -134,6 +135,8 @@ def test_copies_go_to_each_mailboxs_sent_and_are_not_made_twice(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     app = make(tmp_path, mailbox("support@example.com") + mailbox("sales@example.com") + SHARED)
     monkeypatch.setattr(smtp, "send", lambda *a: "250 ok")
+    monkeypatch.setattr(smtp, "connection",  # the outbox reuses a connection per pass
+                        lambda settings: nullcontext(partial((lambda *a: "250 ok"), settings)))
     monkeypatch.setattr("maild.app.MailboxClient", FakeImap)
     FakeImap.appended, FakeImap.failing = [], {"sales@example.com"}
     ids = [queue(app, "support@example.com"), queue(app, "sales@example.com")]
