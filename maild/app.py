@@ -25,9 +25,11 @@ from maild.errors import MailboxError, MaildError
 from maild.ingest import Ingestor, MessageHandler
 from maild.locks import mailbox_lock
 from maild.mailbox import ImapSettings, MailboxClient
+from maild.metrics import Metrics
 from maild.outbox import OutboxSender, RetryPolicy
 from maild.parse import ParseLimits
 from maild.poller import Poller
+from maild.pollstate import PollStates
 from maild.routing import RouteContext
 from maild.smtp import SmtpSettings
 from maild.store.db import current_revision, head_revision, make_engine, make_sessionmaker
@@ -43,6 +45,8 @@ class App:
     with_rules: bool = True
     _automation: Automation | None = None
     _tokens: dict[str, TokenSource] = field(default_factory=dict)
+    polls: PollStates = field(default_factory=PollStates)  # pollers' state, for /healthz
+    metrics: Metrics = field(default_factory=Metrics)  # /metrics; build_app attaches it
 
     def require_schema(self) -> None:
         """Refuse to work on a database that is not at the latest migration."""
@@ -162,7 +166,9 @@ class App:
         factory = client_factory or partial(MailboxClient, self.imap_settings(index))
         return Poller(factory, self.ingestor(mb), inbox=mb.inbox_folder, sent=mb.sent_folder,
                       batch_size=mb.batch_size, mark_seen=mb.mark_seen,
-                      lock=partial(mailbox_lock, self.engine, mb.address))
+                      lock=partial(mailbox_lock, self.engine, mb.address),
+                      state=self.polls.mailbox(mb.address, float(mb.poll_seconds)),
+                      observe_batch=partial(self.metrics.observe_batch, mb.address))
 
 
 def build_app(config: Config, clock: Clock | None = None,
@@ -170,5 +176,7 @@ def build_app(config: Config, clock: Clock | None = None,
     import os
 
     engine = make_engine(config.database.url, config.path.parent)
-    return App(config, engine, make_sessionmaker(engine), clock or SystemClock(),
-               os.environ if environ is None else environ)
+    app = App(config, engine, make_sessionmaker(engine), clock or SystemClock(),
+              os.environ if environ is None else environ)
+    app.metrics.attach(app.sessions, app.engine, app.clock, app.polls)
+    return app

@@ -24,8 +24,9 @@ import imapclient
 from imapclient.exceptions import IMAPClientError
 
 from maild.auth.base import TokenSource
-from maild.errors import AuthError, MailboxError
+from maild.errors import AuthError, LoginRefused, MailboxError
 
+CONNECT_TIMEOUT = 10.0  # seconds for TCP, TLS and the greeting: a wrong port fails fast
 IDLE_MAX_SECONDS = 25 * 60  # re-issue IDLE well before the RFC 2177 29-minute limit
 FETCH_ITEMS = [b"BODY.PEEK[]", b"INTERNALDATE"]
 APPENDUID_RE = re.compile(r"APPENDUID (\d+) (\d+)", re.IGNORECASE)
@@ -89,8 +90,10 @@ class MailboxClient:
         s = self.settings
         try:
             ctx = tls_context(s.ca_file)
+            timeout = imapclient.SocketTimeout(connect=min(CONNECT_TIMEOUT, s.timeout),
+                                               read=s.timeout)
             client = self._factory(s.host, port=s.port, ssl=s.security == "tls",
-                                   ssl_context=ctx, timeout=s.timeout)
+                                   ssl_context=ctx, timeout=timeout)
             if s.security == "starttls":
                 client.starttls(ctx)
             client.normalise_times = False
@@ -101,12 +104,13 @@ class MailboxClient:
                 client.login(s.username, s.password)
         except imapclient.exceptions.LoginError as exc:
             how = " with an OAuth2 token (renewed once)" if s.token_source else ""
-            raise MailboxError(f"{self._where()}: login{how} failed for {s.username}: "
+            raise LoginRefused(f"{self._where()}: login{how} failed for {s.username}: "
                                f"{_text(exc)}") from None
         except AuthError as exc:
             raise MailboxError(f"{self._where()}: {exc}") from None
         except NETWORK_ERRORS as exc:
-            raise MailboxError(f"{self._where()}: cannot connect: {_text(exc)}") from None
+            raise MailboxError(f"{self._where()}: cannot connect: {_text(exc)}"
+                               f"{security_hint(s.security, s.port, exc)}") from None
         self._client = client
         return self
 
@@ -279,6 +283,20 @@ def _is_disconnect(exc: BaseException) -> bool:
         return True
     text = _text(exc).lower()
     return "eof" in text or "socket error" in text or "connection closed" in text
+
+
+def security_hint(security: str, port: int, exc: BaseException) -> str:
+    """A hint when a failed connect looks like `security` not matching the port."""
+    text = _text(exc).lower()
+    if security == "tls" and ("wrong_version_number" in text or "wrong version number" in text
+                              or "unknown protocol" in text):
+        return (f" (the server did not answer TLS on port {port}: is it a plain or STARTTLS "
+                f"port? For port 143 use security = \"starttls\")")
+    if security != "tls" and ("timed out" in text or isinstance(exc, socket.timeout)):
+        implicit = " Port 993 is implicit TLS: use security = \"tls\"." if port == 993 else ""
+        return (f" (no IMAP greeting within {CONNECT_TIMEOUT:.0f} s with security = "
+                f"\"{security}\": does the port expect TLS from the first byte?{implicit})")
+    return ""
 
 
 def _oauth2_login(client: Any, username: str, tokens: TokenSource) -> None:
