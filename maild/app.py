@@ -123,7 +123,7 @@ class App:
         return [SurveyAnswerHandler(self.survey_secret, self.clock),
                 CommandHandler(auto, self.clock, agents),
                 UnlessCommandMail(AutomationHandler(auto, self.clock), agents),
-                DraftHandler(self.clock, enabled=mb.drafts, agents=agents)]
+                DraftHandler(self.clock, enabled=mb.drafts, agents=agents, macros=auto.macros)]
 
     def smtp_settings(self) -> SmtpSettings | None:
         s = self.config.smtp

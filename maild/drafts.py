@@ -4,8 +4,11 @@ Two halves, so that IMAP never runs inside a database transaction:
 
 * `DraftHandler` (an ingest handler, inside the ingest transaction) only
   records intent as events: `draft_pending` {message_id, macro} for a new
-  customer ticket that has a suggestion, `draft_stale` {message_id} when an
-  agent reply reaches a ticket that has a draft.
+  customer ticket that has a suggestion worth drafting, `draft_stale`
+  {message_id} when an agent reply reaches a ticket that has a draft. The
+  draft is the best-ranked suggestion (`draft_macro`), except that a macro
+  marked `acknowledgement` (it restates the ETA reply: thanks, ticket number,
+  when we answer) is never the draft once an ETA reply went to the ticket.
 * `sync_drafts(app)` (after each cycle, outside any transaction) does the IMAP
   work: APPENDs each pending draft to the Drafts folder (SPECIAL-USE \\Drafts
   unless `drafts_folder` is configured) flagged \\Draft, threaded to the
@@ -31,11 +34,12 @@ from maild.app import App
 from maild.clock import Clock
 from maild.commands import is_command_mail
 from maild.errors import MailboxError, MaildError
+from maild.macros.loader import MacroLibrary
 from maild.mailbox import MailboxClient
 from maild.parse import ParsedMessage
 from maild.replying import Agent, compose_reply, prepare_reply
 from maild.store import repo
-from maild.store.models import Event, Mailbox, Ticket
+from maild.store.models import Event, Mailbox, OutboxRow, Ticket
 from maild.tickets import StoredMessage
 
 log = logging.getLogger("maild.drafts")
@@ -56,10 +60,12 @@ class DraftHandler:
     name = "drafts"
 
     def __init__(self, clock: Clock, *, enabled: bool = True,
-                 agents: Mapping[str, str] | None = None) -> None:
+                 agents: Mapping[str, str] | None = None,
+                 macros: MacroLibrary | None = None) -> None:
         self.clock = clock
         self.enabled = enabled
         self.agents = dict(agents or {})
+        self.macros = macros  # None: every macro counts as content
 
     def handle(self, session: Session, stored: StoredMessage, parsed: ParsedMessage) -> None:
         state = inspect(stored.ticket)
@@ -74,8 +80,12 @@ class DraftHandler:
         ticket = stored.ticket
         if ticket.status == "filtered" or not ticket.suggestions or _was_automated(session, ticket):
             return
+        macro = draft_macro(ticket.suggestions, self.macros, ticket.language,
+                            acknowledged=_eta_reply_queued(session, ticket))
+        if macro is None:
+            return
         repo.add_event(session, ticket.id, self.clock.now(), "draft_pending",
-                       message_id=parsed.message_id, macro=str(ticket.suggestions[0]["name"]))
+                       message_id=parsed.message_id, macro=macro)
 
     def _stale(self, session: Session, stored: StoredMessage) -> None:
         drafted = session.scalar(select(Event.id).where(
@@ -86,6 +96,24 @@ class DraftHandler:
                            message_id=stored.row.message_id)
 
 
+def draft_macro(suggestions: list[dict[str, Any]], macros: MacroLibrary | None,
+                language: str | None, *, acknowledged: bool) -> str | None:
+    """The macro to draft: the best-ranked suggestion, skipping acknowledgement macros
+    when the customer already got an ETA reply; None if nothing is left."""
+    for suggestion in suggestions:
+        name = str(suggestion["name"])
+        if acknowledged and macros is not None and name in macros.names() \
+                and macros.get(name, language).acknowledgement:
+            continue
+        return name
+    return None
+
+
+def _eta_reply_queued(session: Session, ticket: Ticket) -> bool:
+    return session.scalar(select(OutboxRow.id).where(
+        OutboxRow.ticket_id == ticket.id, OutboxRow.kind == "auto_reply").limit(1)) is not None
+
+
 def _was_automated(session: Session, ticket: Ticket) -> bool:
     return session.scalar(select(Event.id).where(
         Event.ticket_id == ticket.id, Event.kind == "auto_submitted").limit(1)) is not None
@@ -93,7 +121,7 @@ def _was_automated(session: Session, ticket: Ticket) -> bool:
 
 def drafts_handler(app: App, agents: Mapping[str, str] | None = None) -> DraftHandler:
     """The handler for `app` (enabled); the lead decides when to add it."""
-    return DraftHandler(app.clock, agents=agents)
+    return DraftHandler(app.clock, agents=agents, macros=app.automation().macros)
 
 
 @dataclass(frozen=True)
