@@ -12,6 +12,7 @@ from datetime import timedelta
 from functools import partial
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild import smtp
@@ -32,7 +33,15 @@ from maild.poller import Poller
 from maild.pollstate import PollStates
 from maild.routing import RouteContext
 from maild.smtp import SmtpSettings
-from maild.store.db import current_revision, head_revision, make_engine, make_sessionmaker
+from maild.store.db import (
+    DatabaseError,
+    check_database_path,
+    current_revision,
+    describe_error,
+    head_revision,
+    make_engine,
+    make_sessionmaker,
+)
 
 
 @dataclass
@@ -50,7 +59,12 @@ class App:
 
     def require_schema(self) -> None:
         """Refuse to work on a database that is not at the latest migration."""
-        current, head = current_revision(self.engine), head_revision()
+        check_database_path(self.engine)
+        try:
+            current = current_revision(self.engine)
+        except SQLAlchemyError as exc:
+            raise DatabaseError(describe_error(self.engine, exc)) from None
+        head = head_revision()
         if current != head:
             raise MaildError(f"database is at revision {current or 'none'}, code needs {head}: "
                              "run `maild db upgrade`")
