@@ -1,0 +1,48 @@
+"""A `security` that does not match the port fails fast with a hint (issue 16.5), against
+the real Dovecot: STARTTLS on its implicit-TLS port used to wait 62 s for a greeting that
+never comes; TLS on its plain port fails at once with WRONG_VERSION_NUMBER."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from devstack.dovecot import ImapAccount
+from maild.errors import MailboxError
+from maild.mailbox import CONNECT_TIMEOUT, ImapSettings, MailboxClient
+
+pytestmark = pytest.mark.integration
+
+
+def settings(account: ImapAccount, port: int, security: str) -> ImapSettings:
+    return ImapSettings("localhost", port, security, account.address, account.password,
+                        str(account.ca_file), timeout=60.0)
+
+
+def test_starttls_on_the_implicit_tls_port_fails_within_the_connect_timeout(
+        imap_account: ImapAccount) -> None:
+    started = time.monotonic()
+    with pytest.raises(MailboxError) as failed:
+        MailboxClient(settings(imap_account, imap_account.imaps_port, "starttls")).connect()
+    took = time.monotonic() - started
+    assert CONNECT_TIMEOUT - 1 <= took < CONNECT_TIMEOUT + 5, took
+    message = str(failed.value)
+    assert message.startswith(f"IMAP localhost:{imap_account.imaps_port}: cannot connect: ")
+    assert 'no IMAP greeting within 10 s with security = "starttls"' in message
+
+
+def test_tls_on_the_plain_port_names_the_mismatch(imap_account: ImapAccount) -> None:
+    started = time.monotonic()
+    with pytest.raises(MailboxError) as failed:
+        MailboxClient(settings(imap_account, imap_account.port, "tls")).connect()
+    assert time.monotonic() - started < 5
+    message = str(failed.value)
+    assert "WRONG_VERSION_NUMBER" in message or "wrong version number" in message
+    assert f"the server did not answer TLS on port {imap_account.port}" in message
+
+
+def test_the_right_security_still_logs_in(imap_account: ImapAccount) -> None:
+    for port, security in ((imap_account.port, "starttls"), (imap_account.imaps_port, "tls")):
+        with MailboxClient(settings(imap_account, port, security)) as client:
+            assert client.select("INBOX").exists == 0
