@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import logging
 import os
+import pwd
+import shutil
 import ssl
+import subprocess
+import sys
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,7 +32,7 @@ from maild.schedule import digest_message_id, job_digest, run_due
 from maild.store import repo
 from maild.store.db import upgrade
 from maild.store.models import OutboxRow
-from tests.test_replying import SUPPORT, write_config
+from tests.test_replying import REPO, SUPPORT, write_config
 
 DIGEST = '[digest]\nto = ["manager@example.com"]\nat = "08:00"\n'
 
@@ -130,15 +135,29 @@ def test_database_path_errors_are_one_line_naming_the_path(
     assert f"[FAIL] database: database {tmp_path}/{where}: the directory" in out
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root may write any directory")
-def test_unwritable_database_directory_is_one_line(tmp_path: Path,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
-    locked = tmp_path / "etc"
-    locked.mkdir()
-    locked.chmod(0o555)
-    config = write_config(tmp_path, f"sqlite:///{locked}/maild.db")
-    assert main(["--config", str(config), "db", "upgrade"]) == 1
-    assert "is not writable by user" in capsys.readouterr().err
+def test_unwritable_database_directory_is_one_line() -> None:
+    """The relative-URL trap of getting-started: the database would land in the config's
+    directory, which the service user cannot write. Run as `nobody` when the tests run
+    as root (root may write anywhere), else in a directory made read-only."""
+    root = os.geteuid() == 0
+    etc = Path(tempfile.mkdtemp(prefix="maild-ops-etc-"))
+    try:
+        config = write_config(etc, "sqlite:///maild.db")
+        config.chmod(0o644)
+        etc.chmod(0o755 if root else 0o555)
+        drop = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if root else []
+        proc = subprocess.run([*drop, sys.executable, "-m", "maild.cli", "--config", str(config),
+                               "db", "upgrade"], capture_output=True, text=True, timeout=120,
+                              cwd=REPO)
+        user = "nobody" if root else pwd.getpwuid(os.geteuid()).pw_name
+        assert proc.returncode == 1, proc.stderr
+        assert proc.stderr.startswith(f"maild: error: database {etc}/maild.db: the directory "
+                                      f"{etc} is not writable by user {user}"), proc.stderr
+        assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+        assert 'url = "sqlite:////var/lib/maild/maild.db"' in proc.stderr
+    finally:
+        etc.chmod(0o755)
+        shutil.rmtree(etc, ignore_errors=True)
 
 
 def test_relative_sqlite_url_is_printed_resolved(tmp_path: Path,
