@@ -285,16 +285,21 @@ def _is_disconnect(exc: BaseException) -> bool:
     return "eof" in text or "socket error" in text or "connection closed" in text
 
 
-def security_hint(security: str, port: int, exc: BaseException) -> str:
-    """A hint when a failed connect looks like `security` not matching the port."""
-    text = _text(exc).lower()
+def security_hint(security: str, port: int, exc: BaseException, *, service: str = "IMAP",
+                  wait: float = CONNECT_TIMEOUT) -> str:
+    """A hint when a failed connect looks like `security` not matching the port (IMAP:
+    993 implicit TLS, 143 STARTTLS; SMTP: 465 implicit TLS, 587 STARTTLS)."""
+    text = f"{type(exc).__name__} {_text(exc)}".lower()
+    implicit_port, starttls_port = (465, 587) if service == "SMTP" else (993, 143)
     if security == "tls" and ("wrong_version_number" in text or "wrong version number" in text
                               or "unknown protocol" in text):
         return (f" (the server did not answer TLS on port {port}: is it a plain or STARTTLS "
-                f"port? For port 143 use security = \"starttls\")")
-    if security != "tls" and ("timed out" in text or isinstance(exc, socket.timeout)):
-        implicit = " Port 993 is implicit TLS: use security = \"tls\"." if port == 993 else ""
-        return (f" (no IMAP greeting within {CONNECT_TIMEOUT:.0f} s with security = "
+                f"port? For port {starttls_port} use security = \"starttls\")")
+    if security != "tls" and ("timed out" in text or "timeout" in text
+                              or isinstance(exc, socket.timeout)):
+        implicit = (f" Port {implicit_port} is implicit TLS: use security = \"tls\"."
+                    if port == implicit_port else "")
+        return (f" (no {service} greeting within {wait:.0f} s with security = "
                 f"\"{security}\": does the port expect TLS from the first byte?{implicit})")
     return ""
 

@@ -186,3 +186,6 @@ def test_security_hints() -> None:
     assert "no IMAP greeting within 10 s" in hint and 'use security = "tls"' in hint
     assert "Port 993" not in security_hint("none", 1143, timeout)
     assert security_hint("tls", 993, ConnectionRefusedError(111, "Connection refused")) == ""
+    smtp = security_hint("starttls", 465, TimeoutError("Timed out connecting"), service="SMTP",
+                         wait=30)
+    assert "no SMTP greeting within 30 s" in smtp and 'Port 465 is implicit TLS' in smtp

@@ -1,6 +1,7 @@
 """A `security` that does not match the port fails fast with a hint (issue 16.5), against
 the real Dovecot: STARTTLS on its implicit-TLS port used to wait 62 s for a greeting that
-never comes; TLS on its plain port fails at once with WRONG_VERSION_NUMBER."""
+never comes; TLS on its plain port fails at once with WRONG_VERSION_NUMBER (IMAP, and
+SMTP against the sink)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ import time
 import pytest
 
 from devstack.dovecot import ImapAccount
-from maild.errors import MailboxError
+from devstack.smtpsink import SmtpSink
+from maild.errors import MailboxError, SendError
 from maild.mailbox import CONNECT_TIMEOUT, ImapSettings, MailboxClient
+from maild.smtp import SmtpSettings, login_check
 
 pytestmark = pytest.mark.integration
 
@@ -46,3 +49,15 @@ def test_the_right_security_still_logs_in(imap_account: ImapAccount) -> None:
     for port, security in ((imap_account.port, "starttls"), (imap_account.imaps_port, "tls")):
         with MailboxClient(settings(imap_account, port, security)) as client:
             assert client.select("INBOX").exists == 0
+
+
+def test_smtp_tls_on_a_plain_port_names_the_mismatch(smtp_sink: SmtpSink) -> None:
+    settings = SmtpSettings(smtp_sink.host, smtp_sink.port, "tls", None, None,
+                            str(smtp_sink.ca_file) if smtp_sink.ca_file else None, timeout=30.0)
+    started = time.monotonic()
+    with pytest.raises(SendError) as failed:
+        login_check(settings)
+    assert time.monotonic() - started < 10
+    message = str(failed.value)
+    assert f"the server did not answer TLS on port {smtp_sink.port}" in message, message
+    assert 'For port 587 use security = "starttls"' in message
