@@ -290,7 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-json", action="store_true", help="log JSON lines")
     p.add_argument("--trace-imap", action="store_true",
                    help="with --log-level DEBUG, also log the IMAP protocol (imapclient); "
-                        "off by default: it is long and shows message contents")
+                        "off by default: it is long and shows message contents and SASL "
+                        "lines (an OAuth2 token); for debugging a server only")
     sub = p.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="the daemon (or one cycle with --once)")
