@@ -8,8 +8,8 @@ macros and templates checks (the logins and the database are not tried: the host
 are examples). A fragment (say `[agents]`, or an OAuth2 `[mailbox]`) is merged into a
 small valid config and must load. Rule files (`[[rule]]`) are left to
 tests/test_rules.py. Paths under /opt/maild (the install layout) point at this
-checkout; relative paths find the shipped rules and templates beside the file, as
-in a checkout.
+checkout; relative paths find the packaged rules and templates beside the file, as
+`maild init` copies them.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import pytest
 from maild.app import build_app
 from maild.checks import check_content
 from maild.config import load_config, parse_config
+from maild.resources import default_rules, default_templates
 
 REPO = Path(__file__).resolve().parents[1]
 BLOCK_RE = re.compile(r"^( *)```toml\n(.*?)^\1```", re.S | re.M)
@@ -63,8 +64,8 @@ def test_whole_documented_configs_pass_the_offline_checks(name: str, text: str,
     text = text.replace("/opt/maild/", f"{REPO}/")
     text = re.sub(r'^url = "sqlite:.*"', f'url = "sqlite:///{tmp_path}/maild.db"', text,
                   flags=re.M)
-    for shipped in ("rules", "templates"):
-        (tmp_path / shipped).symlink_to(REPO / shipped)
+    for shipped, packaged in (("rules", default_rules()), ("templates", default_templates())):
+        (tmp_path / shipped).symlink_to(packaged)  # what `maild init` copies beside it
     path = tmp_path / "maild.toml"
     path.write_text(text, encoding="utf-8")
     app = build_app(load_config(path), environ={})
@@ -83,6 +84,8 @@ def test_documented_fragments_load_into_a_config(name: str, text: str) -> None:
     merged: dict[str, Any] = {**BASE, **data}
     if isinstance(data.get("mailbox"), dict):
         merged["mailbox"] = {**BASE["mailbox"], **data["mailbox"]}
+        if "oauth2" in data["mailbox"]:  # a lone [mailbox.oauth2] shown on its own
+            merged["mailbox"].setdefault("auth", "oauth2")
     parse_config(merged, Path("/etc/maild/maild.toml"))
 
 

@@ -11,8 +11,6 @@ table.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from sqlalchemy import select
 
@@ -22,10 +20,11 @@ from maild.config import load_config
 from maild.drafts import draft_macro
 from maild.ingest import IngestItem, Ingestor
 from maild.macros import load_macros
+from maild.resources import default_macros
 from maild.store.db import upgrade
 from maild.store.models import Event, OutboxRow, Ticket
 from tests.corpus.loader import load_corpus
-from tests.test_replying import REPO, write_config
+from tests.test_replying import write_config
 
 CORPUS = load_corpus("threading")
 
@@ -82,7 +81,7 @@ def test_the_draft_is_the_expected_macro_for_every_ticket_that_has_one(replayed:
 
 
 def test_an_acknowledgement_macro_is_never_the_draft_after_an_eta_reply() -> None:
-    macros = load_macros(REPO / "templates" / "macros")
+    macros = load_macros(default_macros())
     ranked = [{"name": "greeting"}, {"name": "password-reset"}]
     assert draft_macro(ranked, macros, "en", acknowledged=True) == "password-reset"
     assert draft_macro(ranked, macros, "tr", acknowledged=True) == "password-reset"
@@ -92,5 +91,5 @@ def test_an_acknowledgement_macro_is_never_the_draft_after_an_eta_reply() -> Non
 
 
 def test_manifest_names_real_macros() -> None:
-    names = load_macros(Path(REPO / "templates" / "macros")).names()
+    names = load_macros(default_macros()).names()
     assert {t.draft_macro for t in CORPUS.tickets if t.draft_macro} <= names
