@@ -6,7 +6,7 @@ Every ```toml block in docs/*.md is read. A block with a [database] and a mailbo
 address is a whole config: it is loaded as a file and must pass the config, rules,
 macros and templates checks (the logins and the database are not tried: the hosts
 are examples). A fragment (say `[agents]`, or an OAuth2 `[mailbox]`) is merged into a
-small valid config and must load. Rule files (`[[rule]]`) are left to
+small valid config and must load. Rule files (`[[rule]]`, `[[automation]]`) are left to
 tests/test_rules.py. Paths under /opt/maild (the install layout) point at this
 checkout; relative paths find the packaged rules and templates beside the file, as
 `maild init` copies them.
@@ -74,11 +74,15 @@ def test_whole_documented_configs_pass_the_offline_checks(name: str, text: str,
     assert not failed, f"{name}: " + "; ".join(failed)
 
 
-@pytest.mark.parametrize(("name", "text"),
-                         [(n, t) for n, t in BLOCKS if (n, t) not in WHOLE
-                          and "[[rule]]" not in t],
-                         ids=[n for n, t in BLOCKS if (n, t) not in WHOLE
-                              and "[[rule]]" not in t])
+def rule_file(text: str) -> bool:
+    """A rule file's text ([[rule]] and [[automation]] tables), not the config's."""
+    return bool(re.search(r"^\[\[(rule|automation)\]\]", text, re.M))
+
+
+FRAGMENTS = [(n, t) for n, t in BLOCKS if (n, t) not in WHOLE and not rule_file(t)]
+
+
+@pytest.mark.parametrize(("name", "text"), FRAGMENTS, ids=[n for n, _ in FRAGMENTS])
 def test_documented_fragments_load_into_a_config(name: str, text: str) -> None:
     data = tomllib.loads(text)
     merged: dict[str, Any] = {**BASE, **data}
