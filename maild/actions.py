@@ -22,6 +22,7 @@ from maild.automation import Automation, Plan, plan_message
 from maild.clock import Clock
 from maild.compose import compose
 from maild.macros.render import RenderContext, render_macro
+from maild.metrics import note, reason_label
 from maild.outbox import enqueue
 from maild.parse import ParsedMessage
 from maild.sla import restart_on_reopen, set_status, start_clock, start_next_response
@@ -115,6 +116,7 @@ class AutomationHandler:
                 repo.add_event(session, stored.ticket.id, self.clock.now(),
                                "auto_reply_suppressed", reason="loop-guard:own-address",
                                message_id=parsed.message_id)
+                note(session, "auto_replies", "suppressed", "loop-guard:own-address")
             return
         if stored.row.auto:  # machine mail, a note among the team: no rules, no reply
             self._not_a_customer(session, stored, parsed)
@@ -140,6 +142,7 @@ class AutomationHandler:
             if stored.new_ticket or plan.verdict.automated or plan.decision.auto_reply:
                 repo.add_event(session, ticket.id, now, "auto_reply_suppressed", reason=reason,
                                message_id=parsed.message_id)
+                note(session, "auto_replies", "suppressed", reason_label(reason))
                 log_after_commit(session, log, logging.INFO,
                                  "ticket #%d: auto-reply suppressed: %s", ticket.id, reason)
             return
@@ -155,6 +158,7 @@ class AutomationHandler:
                        reason=row.class_reason, mail_kind=row.machine_kind)
         repo.add_event(session, stored.ticket.id, now, "auto_reply_suppressed", reason=reason,
                        message_id=parsed.message_id)
+        note(session, "auto_replies", "suppressed", reason_label(reason))
         log_after_commit(session, log, logging.INFO, "ticket #%d: %s mail (%s): no rules, "
                          "no reply", stored.ticket.id, row.machine_kind, row.class_reason)
 
@@ -176,5 +180,6 @@ class AutomationHandler:
                       language=template.language)
         enqueue(session, out, mailbox_id=mailbox.id, ticket_id=ticket.id, kind="auto_reply",
                 now=now)
+        note(session, "auto_replies", "queued", "")
         log_after_commit(session, log, logging.INFO, "ticket #%d: ETA auto-reply queued to %s "
                          "(%s, %s)", ticket.id, plan.reply_to, template.language, plan.eta_text)

@@ -16,6 +16,7 @@ from email.utils import parseaddr
 from functools import partial
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild import smtp
@@ -31,13 +32,23 @@ from maild.ingest import Ingestor, MessageHandler
 from maild.locks import mailbox_lock
 from maild.mailbox import ImapSettings, MailboxClient
 from maild.mailbox_send import routed_connections, routed_send
+from maild.metrics import Metrics
 from maild.outbox import OutboxSender, RetryPolicy
 from maild.parse import ParseLimits
 from maild.poller import Poller
+from maild.pollstate import PollStates
 from maild.routing import RouteContext
 from maild.sending import SendFn
 from maild.smtp import SmtpSettings
-from maild.store.db import current_revision, head_revision, make_engine, make_sessionmaker
+from maild.store.db import (
+    DatabaseError,
+    check_database_path,
+    current_revision,
+    describe_error,
+    head_revision,
+    make_engine,
+    make_sessionmaker,
+)
 
 
 @dataclass
@@ -51,10 +62,17 @@ class App:
     _automation: Automation | None = None
     _tokens: dict[str, TokenSource] = field(default_factory=dict)
     _copied: set[str] = field(default_factory=set)  # in Sent, not yet marked (see _append_sent)
+    polls: PollStates = field(default_factory=PollStates)  # pollers' state, for /healthz
+    metrics: Metrics = field(default_factory=Metrics)  # /metrics; build_app attaches it
 
     def require_schema(self) -> None:
         """Refuse to work on a database that is not at the latest migration."""
-        current, head = current_revision(self.engine), head_revision()
+        check_database_path(self.engine)
+        try:
+            current = current_revision(self.engine)
+        except SQLAlchemyError as exc:
+            raise DatabaseError(describe_error(self.engine, exc)) from None
+        head = head_revision()
         if current != head:
             raise MaildError(f"database is at revision {current or 'none'}, code needs {head}: "
                              "run `maild db upgrade`")
@@ -136,7 +154,7 @@ class App:
         return [SurveyAnswerHandler(self.survey_secret, self.clock),
                 CommandHandler(auto, self.clock, agents),
                 UnlessCommandMail(AutomationHandler(auto, self.clock, observe), agents),
-                DraftHandler(self.clock, enabled=mb.drafts, agents=agents)]
+                DraftHandler(self.clock, enabled=mb.drafts, agents=agents, macros=auto.macros)]
 
     def mailbox_index(self, address: str) -> int:
         """The configured mailbox with this address (mail it sends), else the first."""
@@ -210,7 +228,9 @@ class App:
         factory = client_factory or partial(MailboxClient, self.imap_settings(index))
         return Poller(factory, self.ingestor(mb), inbox=mb.inbox_folder, sent=mb.sent_folder,
                       batch_size=mb.batch_size, mark_seen=mb.mark_seen,
-                      lock=partial(mailbox_lock, self.engine, mb.address))
+                      lock=partial(mailbox_lock, self.engine, mb.address),
+                      state=self.polls.mailbox(mb.address, float(mb.poll_seconds)),
+                      observe_batch=partial(self.metrics.observe_batch, mb.address))
 
 
 def _sender_and_id(raw: bytes) -> tuple[str, str]:
@@ -225,5 +245,7 @@ def build_app(config: Config, clock: Clock | None = None,
     import os
 
     engine = make_engine(config.database.url, config.path.parent)
-    return App(config, engine, make_sessionmaker(engine), clock or SystemClock(),
-               os.environ if environ is None else environ)
+    app = App(config, engine, make_sessionmaker(engine), clock or SystemClock(),
+              os.environ if environ is None else environ)
+    app.metrics.attach(app.sessions, app.engine, app.clock, app.polls)
+    return app

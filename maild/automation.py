@@ -116,14 +116,15 @@ def reply_address(parsed: ParsedMessage) -> str:
 
 def _suggestions(auto: Automation, text: str, language: str,
                  decision: Decision) -> tuple[dict[str, Any], ...]:
-    out: list[dict[str, Any]] = [
-        {"name": name, "score": None, "source": f"rule:{decision.source_of('suggest')}",
-         "matched_terms": []} for name in decision.suggest]
-    for s in suggest_macros(text, language, auto.macros, limit=3):  # it strips the quotes
-        if s.name not in {o["name"] for o in out}:
-            out.append({"name": s.name, "score": s.score, "source": "bm25",
-                        "matched_terms": list(s.matched_terms)})
-    return tuple(out[:3])
+    """The macros to offer, best first: a rule's suggestions rank by the same text score
+    as the rest (`source` says who suggested it)."""
+    rule = f"rule:{decision.source_of('suggest')}"
+    ranked = suggest_macros(text, language, auto.macros, limit=3,  # it strips the quotes
+                            prefer=decision.suggest)
+    best = {s.name: s for s in reversed(ranked)}  # one per name: its best language
+    return tuple({"name": s.name, "score": s.score,
+                  "source": rule if s.name in decision.suggest else "bm25",
+                  "matched_terms": list(s.matched_terms)} for s in ranked if best[s.name] is s)
 
 
 def _skip_reason(auto: Automation, verdict: Verdict, decision: Decision,

@@ -19,7 +19,7 @@ from maild.macros import load_macros, validate_macros
 from maild.mailbox import MailboxClient
 from maild.rules import validate_all
 from maild.smtp import login_check
-from maild.store.db import current_revision, head_revision
+from maild.store.db import current_revision, head_revision, sqlite_path_problem
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,10 @@ class CheckResult:
 
 
 def check_database(app: App) -> Iterator[CheckResult]:
+    problem = sqlite_path_problem(app.engine)
+    if problem:
+        yield CheckResult("database", False, problem)
+        return
     try:
         current, head = current_revision(app.engine), head_revision()
     except (SQLAlchemyError, MaildError) as exc:

@@ -16,6 +16,9 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from sqlalchemy.exc import SQLAlchemyError
+
+from maild.app import App
 from maild.cli_common import app_from, clock_from, out_json
 from maild.errors import ConfigError, MaildError, NotFoundError
 from maild.logs import setup_logging
@@ -40,26 +43,35 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from maild.daemon import run_forever, run_once
+    from maild.locks import sqlite_instance_lock
 
     app = _app(args)
     app.require_schema()
-    if args.once:
-        progress = (lambda line: print(line, file=sys.stderr)) if sys.stderr.isatty() else None
-        reports, delivery = run_once(app, progress)
-        summary = {"stored": sum(r.stored for r in reports),
-                   "new_tickets": sum(r.new_tickets for r in reports),
-                   "sent": len(delivery.sent) if delivery else 0,
-                   "send_retry": len(delivery.retry) if delivery else 0,
-                   "send_failed": len(delivery.failed) if delivery else 0}
-        if args.json:
-            _out(summary)
-        else:
-            print(f"stored {summary['stored']} message(s), {summary['new_tickets']} new "
-                  f"ticket(s); sent {summary['sent']}, retrying {summary['send_retry']}, "
-                  f"failed {summary['send_failed']}")
-        return 0
-    run_forever(app)
+    with sqlite_instance_lock(app.engine):  # SQLite: one `maild run` per database
+        if args.once:
+            return _run_once(args, app)
+        from maild.daemon import run_forever
+
+        run_forever(app)
+    return 0
+
+
+def _run_once(args: argparse.Namespace, app: App) -> int:
+    from maild.daemon import run_once
+
+    progress = (lambda line: print(line, file=sys.stderr)) if sys.stderr.isatty() else None
+    reports, delivery = run_once(app, progress)
+    summary = {"stored": sum(r.stored for r in reports),
+               "new_tickets": sum(r.new_tickets for r in reports),
+               "sent": len(delivery.sent) if delivery else 0,
+               "send_retry": len(delivery.retry) if delivery else 0,
+               "send_failed": len(delivery.failed) if delivery else 0}
+    if args.json:
+        _out(summary)
+    else:
+        print(f"stored {summary['stored']} message(s), {summary['new_tickets']} new "
+              f"ticket(s); sent {summary['sent']}, retrying {summary['send_retry']}, "
+              f"failed {summary['send_failed']}")
     return 0
 
 
@@ -271,11 +283,21 @@ def cmd_digest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _first_line(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None)
+    text = str(orig if orig is not None else exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="maild", description="Email-support automation daemon")
     p.add_argument("--config", help="config file (default: $MAILD_CONFIG or ./maild.toml)")
     p.add_argument("--log-level", default="INFO")
     p.add_argument("--log-json", action="store_true", help="log JSON lines")
+    p.add_argument("--trace-imap", action="store_true",
+                   help="with --log-level DEBUG, also log the IMAP protocol (imapclient); "
+                        "off by default: it is long and shows message contents and SASL "
+                        "lines (an OAuth2 token); for debugging a server only")
     sub = p.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="the daemon (or one cycle with --once)")
@@ -354,7 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    setup_logging(args.log_level, args.log_json)
+    setup_logging(args.log_level, args.log_json, trace_imap=args.trace_imap)
     try:
         return int(args.func(args))
     except (ConfigError, NotFoundError) as exc:
@@ -362,6 +384,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except MaildError as exc:
         print(f"maild: error: {exc}", file=sys.stderr)
+        return 1
+    except SQLAlchemyError as exc:  # one line, never a traceback (the URL has the path)
+        print(f"maild: error: database: {_first_line(exc)}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # a file maild could not read or write: name it
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"maild: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -264,6 +264,16 @@ class CsatConfig:
 
 
 @dataclass(frozen=True)
+class HttpConfig:
+    listen: str | None = doc("HOST:PORT for /healthz and /metrics (Prometheus), e.g. "
+                             "127.0.0.1:9465; not given: no HTTP server", default=None)
+    outbox_stuck_minutes: int = doc("/healthz fails when a message has waited in the outbox "
+                                    "longer than this", default=30)
+    poll_grace_seconds: int = doc("/healthz fails when a mailbox has not been polled for "
+                                  "twice its interval plus this", default=60)
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     database: DatabaseConfig
@@ -283,6 +293,7 @@ class Config:
     privacy: PrivacyConfig = PrivacyConfig()
     csat: CsatConfig = CsatConfig()
     escalation: EscalationConfig = EscalationConfig()
+    http: HttpConfig = HttpConfig()
 
     def resolve(self, relative: str) -> Path:
         """A path from the config, relative to the config file's directory."""
@@ -320,6 +331,7 @@ SECTIONS: dict[str, type] = {
     "privacy": PrivacyConfig,
     "csat": CsatConfig,
     "escalation": EscalationConfig,
+    "http": HttpConfig,
 }
 
 
@@ -612,6 +624,24 @@ def _sender_auth(section: SenderAuthConfig) -> SenderAuthConfig:
     return SenderAuthConfig(value.strip().lower() if value else None)
 
 
+def _http(http: HttpConfig) -> HttpConfig:
+    if http.listen is not None:
+        host, sep, port = http.listen.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"http.listen: expected HOST:PORT like 127.0.0.1:9465, got "
+                              f"{http.listen!r}")
+    if http.outbox_stuck_minutes < 1 or http.poll_grace_seconds < 0:
+        raise ConfigError("http: outbox_stuck_minutes must be positive, poll_grace_seconds "
+                          ">= 0")
+    return http
+
+
+def listen_address(listen: str) -> tuple[str, int]:
+    """(host, port) of an http.listen value; [::1]:9465 gives ::1."""
+    host, _, port = listen.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
 def parse_config(data: dict[str, Any], path: Path) -> Config:
     """Validate an already-parsed TOML document (`path` is used in messages)."""
     _reject_secrets(data, "")
@@ -649,6 +679,7 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
         privacy=build_section(PrivacyConfig, data.get("privacy", {}), "privacy"),
         csat=build_section(CsatConfig, data.get("csat", {}), "csat"),
         escalation=build_section(EscalationConfig, data.get("escalation", {}), "escalation"),
+        http=_http(build_section(HttpConfig, data.get("http", {}), "http")),
     )
     _check_values(cfg)
     return cfg

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -22,6 +23,9 @@ from maild.delivery import deliver_outbox
 from maild.outbox import DeliveryReport
 from maild.poller import CycleReport
 from maild.store.db import DatabaseError, describe_error
+
+if TYPE_CHECKING:
+    from maild.httpserver import HttpServer
 
 log = logging.getLogger("maild.daemon")
 OUTBOX_INTERVAL = 15.0
@@ -94,6 +98,15 @@ def _nap(wake: threading.Event, stop: threading.Event, seconds: float) -> None:
         wake.wait(min(left, SIGNAL_SLICE))
 
 
+def _start_http(app: App) -> HttpServer | None:
+    """/healthz and /metrics when `[http] listen` is set (off by default)."""
+    if app.config.http.listen is None:
+        return None
+    from maild.httpserver import HttpServer
+
+    return HttpServer(app, app.config.http.listen).start()
+
+
 def run_forever(app: App, stop: threading.Event | None = None) -> None:
     stop = stop or threading.Event()
     wake = threading.Event()
@@ -107,6 +120,7 @@ def run_forever(app: App, stop: threading.Event | None = None) -> None:
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
     app.automation()  # fail at start, not on the first message
+    http = _start_http(app)
 
     def on_cycle_for(address: str) -> Callable[[CycleReport], None]:
         logger = _log_cycle(address)
@@ -137,6 +151,8 @@ def run_forever(app: App, stop: threading.Event | None = None) -> None:
             wake.clear()
             _safe_deliver(app)
     scheduler.shutdown(wait=True)
+    if http is not None:
+        http.stop()
     deadline = time.monotonic() + DRAIN_SECONDS  # SIGTERM must exit within 10 s in all
     for t in threads:
         t.join(timeout=max(0.0, deadline - time.monotonic()))

@@ -4,8 +4,11 @@ Two halves, so that IMAP never runs inside a database transaction:
 
 * `DraftHandler` (an ingest handler, inside the ingest transaction) only
   records intent as events: `draft_pending` {message_id, macro} for a new
-  customer ticket that has a suggestion, `draft_stale` {message_id} when an
-  agent reply reaches a ticket that has a draft.
+  customer ticket that has a suggestion worth drafting, `draft_stale`
+  {message_id} when an agent reply reaches a ticket that has a draft. The
+  draft is the best-ranked suggestion (`draft_macro`), except that a macro
+  marked `acknowledgement` (it restates the ETA reply: thanks, ticket number,
+  when we answer) is never the draft once an ETA reply went to the ticket.
 * `maild.drafts_sync.sync_drafts(app)` (after each cycle, outside any
   transaction) does the IMAP work that `pending_drafts` here lists: it places
   pending drafts in the Drafts folder and removes stale ones.
@@ -18,15 +21,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session
 
 from maild.clock import Clock
 from maild.commands import is_command_mail
+from maild.macros.loader import MacroLibrary
 from maild.parse import ParsedMessage
 from maild.store import repo
-from maild.store.models import Event, Mailbox, Ticket
+from maild.store.models import Event, Mailbox, OutboxRow, Ticket
 from maild.tickets import StoredMessage
 
 DRAFT_HEADER = "X-Maild-Draft"
@@ -44,10 +49,12 @@ class DraftHandler:
     name = "drafts"
 
     def __init__(self, clock: Clock, *, enabled: bool = True,
-                 agents: Mapping[str, str] | None = None) -> None:
+                 agents: Mapping[str, str] | None = None,
+                 macros: MacroLibrary | None = None) -> None:
         self.clock = clock
         self.enabled = enabled
         self.agents = dict(agents or {})
+        self.macros = macros  # None: every macro counts as content
 
     def handle(self, session: Session, stored: StoredMessage, parsed: ParsedMessage) -> None:
         state = inspect(stored.ticket)
@@ -62,8 +69,12 @@ class DraftHandler:
         ticket = stored.ticket
         if ticket.status == "filtered" or not ticket.suggestions or _was_automated(session, ticket):
             return
+        macro = draft_macro(ticket.suggestions, self.macros, ticket.language,
+                            acknowledged=_eta_reply_queued(session, ticket))
+        if macro is None:
+            return
         repo.add_event(session, ticket.id, self.clock.now(), "draft_pending",
-                       message_id=parsed.message_id, macro=str(ticket.suggestions[0]["name"]))
+                       message_id=parsed.message_id, macro=macro)
 
     def _stale(self, session: Session, stored: StoredMessage) -> None:
         drafted = session.scalar(select(Event.id).where(
@@ -72,6 +83,24 @@ class DraftHandler:
         if drafted is not None:
             repo.add_event(session, stored.ticket.id, self.clock.now(), "draft_stale",
                            message_id=stored.row.message_id)
+
+
+def draft_macro(suggestions: list[dict[str, Any]], macros: MacroLibrary | None,
+                language: str | None, *, acknowledged: bool) -> str | None:
+    """The macro to draft: the best-ranked suggestion, skipping acknowledgement macros
+    when the customer already got an ETA reply; None if nothing is left."""
+    for suggestion in suggestions:
+        name = str(suggestion["name"])
+        if acknowledged and macros is not None and name in macros.names() \
+                and macros.get(name, language).acknowledgement:
+            continue
+        return name
+    return None
+
+
+def _eta_reply_queued(session: Session, ticket: Ticket) -> bool:
+    return session.scalar(select(OutboxRow.id).where(
+        OutboxRow.ticket_id == ticket.id, OutboxRow.kind == "auto_reply").limit(1)) is not None
 
 
 def _was_automated(session: Session, ticket: Ticket) -> bool:

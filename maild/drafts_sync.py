@@ -31,7 +31,7 @@ ClientFactory = Callable[[int], MailboxClient]
 
 def drafts_handler(app: App, agents: Mapping[str, str] | None = None) -> DraftHandler:
     """The handler for `app` (enabled); the lead decides when to add it."""
-    return DraftHandler(app.clock, agents=agents)
+    return DraftHandler(app.clock, agents=agents, macros=app.automation().macros)
 
 
 def sync_drafts(app: App, client_factory: ClientFactory | None = None) -> DraftReport:

@@ -22,6 +22,10 @@ class MailboxError(MaildError):
     """IMAP connection, login or protocol failure."""
 
 
+class LoginRefused(MailboxError):
+    """The IMAP server refused the login (wrong password or user, or a refused token)."""
+
+
 class AuthError(MaildError):
     """An OAuth2 token could not be had: the identity provider refused the grant (the
     message names its error code and what to check) or could not be reached. Never

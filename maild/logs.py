@@ -40,7 +40,11 @@ QUIET_LIBRARIES = ("msal", "requests_oauthlib", "oauthlib", "google", "google_au
                    "urllib3", "imapclient", "aiosmtplib")
 
 
-def setup_logging(level: str = "INFO", json_lines: bool = False) -> None:
+def setup_logging(level: str = "INFO", json_lines: bool = False, *,
+                  trace_imap: bool = False) -> None:
+    """Log to stderr at `level`. imapclient's protocol trace (every command and
+    response, message bodies and SASL lines included) only with `trace_imap`, never by
+    DEBUG alone."""
     handler = StderrHandler()
     if json_lines:
         handler.setFormatter(JsonFormatter())
@@ -57,3 +61,5 @@ def setup_logging(level: str = "INFO", json_lines: bool = False) -> None:
     # authorization codes, tokens): never, whatever --log-level says.
     for name in QUIET_LIBRARIES:
         logging.getLogger(name).setLevel(logging.WARNING)
+    if trace_imap:  # asked for by name, for debugging a server
+        logging.getLogger("imapclient").setLevel(logging.NOTSET)

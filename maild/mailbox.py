@@ -24,8 +24,9 @@ import imapclient
 from imapclient.exceptions import IMAPClientError
 
 from maild.auth.base import TokenSource
-from maild.errors import AuthError, MailboxError
+from maild.errors import AuthError, LoginRefused, MailboxError
 
+CONNECT_TIMEOUT = 10.0  # seconds for TCP, TLS and the greeting: a wrong port fails fast
 IDLE_MAX_SECONDS = 25 * 60  # re-issue IDLE well before the RFC 2177 29-minute limit
 FETCH_ITEMS = [b"BODY.PEEK[]", b"INTERNALDATE"]
 APPENDUID_RE = re.compile(r"APPENDUID (\d+) (\d+)", re.IGNORECASE)
@@ -89,8 +90,10 @@ class MailboxClient:
         s = self.settings
         try:
             ctx = tls_context(s.ca_file)
+            timeout = imapclient.SocketTimeout(connect=min(CONNECT_TIMEOUT, s.timeout),
+                                               read=s.timeout)
             client = self._factory(s.host, port=s.port, ssl=s.security == "tls",
-                                   ssl_context=ctx, timeout=s.timeout)
+                                   ssl_context=ctx, timeout=timeout)
             if s.security == "starttls":
                 client.starttls(ctx)
             client.normalise_times = False
@@ -101,12 +104,13 @@ class MailboxClient:
                 client.login(s.username, s.password)
         except imapclient.exceptions.LoginError as exc:
             how = " with an OAuth2 token (renewed once)" if s.token_source else ""
-            raise MailboxError(f"{self._where()}: login{how} failed for {s.username}: "
+            raise LoginRefused(f"{self._where()}: login{how} failed for {s.username}: "
                                f"{_text(exc)}") from None
         except AuthError as exc:
             raise MailboxError(f"{self._where()}: {exc}") from None
         except NETWORK_ERRORS as exc:
-            raise MailboxError(f"{self._where()}: cannot connect: {_text(exc)}") from None
+            raise MailboxError(f"{self._where()}: cannot connect: {_text(exc)}"
+                               f"{security_hint(s.security, s.port, exc)}") from None
         self._client = client
         return self
 
@@ -279,6 +283,25 @@ def _is_disconnect(exc: BaseException) -> bool:
         return True
     text = _text(exc).lower()
     return "eof" in text or "socket error" in text or "connection closed" in text
+
+
+def security_hint(security: str, port: int, exc: BaseException, *, service: str = "IMAP",
+                  wait: float = CONNECT_TIMEOUT) -> str:
+    """A hint when a failed connect looks like `security` not matching the port (IMAP:
+    993 implicit TLS, 143 STARTTLS; SMTP: 465 implicit TLS, 587 STARTTLS)."""
+    text = f"{type(exc).__name__} {_text(exc)}".lower()
+    implicit_port, starttls_port = (465, 587) if service == "SMTP" else (993, 143)
+    if security == "tls" and ("wrong_version_number" in text or "wrong version number" in text
+                              or "unknown protocol" in text):
+        return (f" (the server did not answer TLS on port {port}: is it a plain or STARTTLS "
+                f"port? For port {starttls_port} use security = \"starttls\")")
+    if security != "tls" and ("timed out" in text or "timeout" in text
+                              or isinstance(exc, socket.timeout)):
+        implicit = (f" Port {implicit_port} is implicit TLS: use security = \"tls\"."
+                    if port == implicit_port else "")
+        return (f" (no {service} greeting within {wait:.0f} s with security = "
+                f"\"{security}\": does the port expect TLS from the first byte?{implicit})")
+    return ""
 
 
 def _oauth2_login(client: Any, username: str, tokens: TokenSource) -> None:

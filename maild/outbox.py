@@ -30,6 +30,7 @@ from maild.calendar import BusinessCalendar
 from maild.clock import Clock
 from maild.compose import Outgoing
 from maild.errors import MaildError, SendError
+from maild.metrics import note
 from maild.parse import parse_message
 from maild.sending import ConnectFn, Refusal, SendFn, SendResult
 from maild.sla import set_status
@@ -224,6 +225,7 @@ class OutboxSender:
         with self.sessions.begin() as s:
             row = s.get_one(OutboxRow, row_id)
             row.status, row.sent_at = "sent", now
+            note(s, "outbox_sent", row.kind)
             row.last_error = "; ".join(r.describe() for r in refused)[:2000] or None
             if row.ticket_id is None:
                 return

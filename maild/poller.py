@@ -12,20 +12,23 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from maild.errors import MailboxError
+from maild.errors import LoginRefused, MailboxError
 from maild.ingest import BatchResult, IngestItem, Ingestor
 from maild.mailbox import MailboxClient
+from maild.pollstate import AUTH_FAILURES_UNHEALTHY, MailboxState
 
 log = logging.getLogger("maild.poller")
 
 BACKOFF_START = 1.0
 BACKOFF_MAX = 300.0
+BatchObserver = Callable[[str, float, BatchResult], None]  # (folder role, seconds, result)
 
 
 @dataclass
@@ -51,7 +54,9 @@ class Poller:
     def __init__(self, client_factory: Callable[[], MailboxClient], ingestor: Ingestor, *,
                  inbox: str = "INBOX", sent: str | None = None, batch_size: int = 200,
                  mark_seen: bool = False,
-                 lock: Callable[[], AbstractContextManager[bool]] | None = None) -> None:
+                 lock: Callable[[], AbstractContextManager[bool]] | None = None,
+                 state: MailboxState | None = None,
+                 observe_batch: BatchObserver | None = None) -> None:
         self.lock = lock or (lambda: nullcontext(True))
         self.client_factory = client_factory
         self.ingestor = ingestor
@@ -60,6 +65,8 @@ class Poller:
         self.batch_size = batch_size
         self.mark_seen = mark_seen
         self.address = str(getattr(ingestor, "address", "mailbox"))  # for log lines
+        self.state = state or MailboxState(self.address, 60.0)  # read by /healthz, /metrics
+        self.observe_batch = observe_batch
         self._connected = False  # watch(): did the current session complete a cycle?
         self._failures = 0  # watch(): failed attempts since the last good cycle
 
@@ -97,8 +104,12 @@ class Poller:
         try:
             for batch in client.fetch(uids, self.batch_size):
                 items = [IngestItem(m.uid, m.raw, m.internaldate) for m in batch]
+                started = time.perf_counter()
                 res = self.ingestor.ingest_batch(plan.role, plan.name, status.uidvalidity,
                                                  items, status.highest_modseq)
+                if self.observe_batch is not None:
+                    self.observe_batch(plan.role, time.perf_counter() - started, res)
+                self.state.succeeded()  # a long first import is progress, not a stale poll
                 _merge(total, res)
                 done += len(batch)
                 if self.mark_seen and plan.role == "inbox" and batch:
@@ -137,32 +148,53 @@ class Poller:
             self._connected = False
             try:
                 with self.lock() as held:
-                    if not held:
-                        log.debug("standing by: another instance holds the mailbox")
+                    if not self._standby(held):
                         stop.wait(poll_seconds)
                         continue
                     self._session(stop, on_cycle, poll_seconds, use_idle)
                     backoff = BACKOFF_START
                     continue
+            except LoginRefused as exc:
+                self._failures += 1
+                refused = self.state.failed(str(exc), auth=True)
+                log.error("%s: %s (%d refused in a row%s); fix: check the login name and the "
+                          "password (mailbox.password_env / password_file, or the OAuth2 "
+                          "grant), then `maild check`; retrying in %.0f s", self.address, exc,
+                          refused, ", reported unhealthy" if refused >= AUTH_FAILURES_UNHEALTHY
+                          else "", backoff)
             except MailboxError as exc:
                 if self._connected:  # a working session broke: start the backoff afresh
                     backoff = BACKOFF_START
                 self._failures += 1
+                self.state.failed(str(exc))
                 log.error("%s: %s; reconnecting in %.0f s (attempt %d)", self.address,
                           exc, backoff, self._failures)
             except SQLAlchemyError as exc:  # the database is down, locked or busy
                 if self._connected:
                     backoff = BACKOFF_START
                 self._failures += 1
+                self.state.failed(f"database error: {_first_line(exc)}")
                 log.error("%s: database error, the batch was rolled back (nothing lost, "
                           "it is fetched again): %s; retrying in %.0f s", self.address,
                           _first_line(exc), backoff)
-            except Exception:  # anything else: never let the thread die
+            except Exception as exc:  # anything else: never let the thread die
                 self._failures += 1
+                self.state.failed(_first_line(exc))
                 log.exception("%s: mailbox cycle failed; retrying in %.0f s",
                               self.address, backoff)
             stop.wait(backoff)
             backoff = min(backoff * 2, BACKOFF_MAX)
+
+    def _standby(self, held: bool) -> bool:
+        """Log the moments this instance starts standing by and takes over; return held."""
+        if self.state.standing_by(not held):
+            if held:
+                log.info("%s: taking over: the instance that held this mailbox stopped",
+                         self.address)
+            else:
+                log.info("%s: standing by: another maild instance holds this mailbox (its "
+                         "PostgreSQL advisory lock); taking over if it stops", self.address)
+        return held
 
     def _session(self, stop: threading.Event, on_cycle: Callable[[CycleReport], None],
                  poll_seconds: float, use_idle: bool) -> None:
@@ -174,6 +206,7 @@ class Poller:
             idle = use_idle and client.has_idle()
             while not stop.is_set():
                 on_cycle(self.cycle(client))
+                self.state.succeeded()
                 self._connected, self._failures = True, 0
                 left = client.seconds_until_renewal()
                 if left is not None and left <= 0:

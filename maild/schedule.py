@@ -9,11 +9,15 @@ Jobs (each a plain function of the App, usable from `run --once`):
   `escalation.every_minutes`);
 - `job_retention`: `[privacy] keep_message_text_days` purges old tickets' text (hourly);
 - `job_digest`: the managers' daily digest for yesterday, once per local day at
-  `digest.at` in the SLA time zone, on the configured weekdays.
-The digest's Message-ID is derived from the day and the mailbox, and the
-outbox's unique Message-ID makes "sent once" a database fact: a daemon started
-after `digest.at` catches that day up exactly once, and several instances (or
-a cron job and a daemon) can never send it twice. `maild run` hosts a
+  `digest.at` in the SLA time zone, on the configured weekdays; never for a day
+  before maild's first run (the first mailbox row): a new install does not mail
+  a digest of the day before it existed.
+The scheduled digest's Message-ID is derived from the day and the mailbox, and
+the outbox's unique Message-ID makes "sent once" a database fact: a daemon
+started after `digest.at` catches that day up exactly once, and several
+instances (or a cron job and a daemon) can never send it twice. A manual
+`digest --send` gets a Message-ID of its own, so it never stands in for (or
+blocks) the scheduled one. `maild run` hosts a
 BackgroundScheduler (imapclient is blocking, so pollers and jobs run in
 threads); `run_due` runs what is due right now, for `run --once`.
 """
@@ -21,14 +25,17 @@ threads); `run_due` runs what is due right now, for `run --once`.
 from __future__ import annotations
 
 import logging
+import time as time_module
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from maild.alerts import AlertSettings, queue_alerts
 from maild.app import App
@@ -38,7 +45,7 @@ from maild.outbox import enqueue
 from maild.report.digest import build_digest, render_digest_email
 from maild.sla import auto_solve_pending, check_sla
 from maild.store import repo
-from maild.store.models import OutboxRow
+from maild.store.models import Mailbox, OutboxRow
 
 log = logging.getLogger("maild.schedule")
 
@@ -90,8 +97,20 @@ def digest_slot(app: App, now: datetime) -> DigestSlot | None:
     return DigestSlot(local.date() - timedelta(days=1), due.astimezone(now.tzinfo))
 
 
+def first_run_day(session: Session, zone: ZoneInfo) -> date | None:
+    """The local day maild first ran (stored its first mailbox), or None if never."""
+    first = session.scalar(select(func.min(Mailbox.created_at)))
+    if first is None:
+        return None
+    return (first if first.tzinfo else first.replace(tzinfo=UTC)).astimezone(zone).date()
+
+
 def job_digest(app: App, day: date | None = None, force: bool = False) -> dict[str, Any]:
-    """Queue the digest for `day` (default: the due one) unless already queued."""
+    """Queue the digest for `day` (default: the due one) unless already queued.
+
+    `force` (a manual `digest --send`): send it even if the scheduled one went out, under
+    a Message-ID of its own, for any day. Without it, no digest for a day before maild's
+    first run."""
     now = app.clock.now()
     slot = DigestSlot(day, now) if day else digest_slot(app, now)
     if slot is None:
@@ -99,17 +118,26 @@ def job_digest(app: App, day: date | None = None, force: bool = False) -> dict[s
     mb = app.config.mailboxes[0]
     message_id = digest_message_id(slot.day, mb.address)
     with app.sessions.begin() as session:
-        exists = session.scalar(select(OutboxRow.id).where(OutboxRow.message_id == message_id))
-        if exists and not force:
-            log.info("digest for %s already sent, not sent again", slot.day)
-            return {"digest": f"{slot.day} already sent"}
+        if not force:
+            exists = session.scalar(select(OutboxRow.id).where(
+                OutboxRow.message_id == message_id))
+            if exists:
+                log.info("digest for %s already sent, not sent again", slot.day)
+                return {"digest": f"{slot.day} already sent"}
+            first = first_run_day(session, ZoneInfo(app.config.sla.timezone))
+            if first is None or slot.day < first:
+                since = f"maild first ran on {first}" if first else "maild has not run yet"
+                log.info("no digest for %s: %s (no digest for days before the first run)",
+                         slot.day, since)
+                return {"digest": f"{slot.day} skipped: {since}"}
         mailbox = repo.get_or_create_mailbox(session, mb.address, now)
         digest = build_digest(session, app.automation().calendar, slot.day,
                               app.config.sla.timezone, now, company=app.config.autoreply.company,
                               agents=app.config.agents,
                               templates=app.config.templates_dir() / "digest")
-        # A forced resend (digest --send) needs a fresh Message-ID of its own.
-        mid = make_message_id(mb.address.rpartition("@")[2], None) if exists else message_id
+        # A manual send (digest --send) has a Message-ID of its own: the scheduled digest
+        # still goes out (and is still sent once).
+        mid = make_message_id(mb.address.rpartition("@")[2], None) if force else message_id
         raw = render_digest_email(digest, mb.address, list(app.config.digest.to), now, mid)
         out = Outgoing(mid, mb.address, tuple(app.config.digest.to), digest.subject, raw)
         enqueue(session, out, mailbox_id=mailbox.id, ticket_id=None, kind="digest", now=now)
@@ -161,8 +189,23 @@ def job_retention(app: App) -> dict[str, Any]:
 def run_due(app: App) -> dict[str, Any]:
     """Everything due now: SLA checks, escalations, surveys, retention, the digest if
     due (then the outbox sends it)."""
-    return {**job_sla(app), **job_escalation(app), **job_surveys(app), **job_retention(app),
-            **job_digest(app)}
+    return {**_logged(job_sla, app), **_logged(job_escalation, app),
+            **_logged(job_surveys, app), **_logged(job_retention, app),
+            **_logged(job_digest, app)}
+
+
+SKIPPED_WORDS = ("not due", "already sent", "skipped")
+
+
+def _logged(job: Any, app: App) -> dict[str, Any]:
+    """Run `job` and log, at DEBUG, that it ran or was skipped (and why), and how long."""
+    started = time_module.monotonic()
+    result: dict[str, Any] = job(app)
+    skipped = any(isinstance(v, str) and any(w in v for w in SKIPPED_WORDS)
+                  for v in result.values())
+    log.debug("scheduled job %s %s in %.2f s: %s", job.__name__.removeprefix("job_"),
+              "skipped" if skipped else "ran", time_module.monotonic() - started, result)
+    return result
 
 
 def build_scheduler(app: App) -> BackgroundScheduler:
@@ -190,14 +233,20 @@ def build_scheduler(app: App) -> BackgroundScheduler:
         day_of_week=",".join(cfg.digest.days), hour=int(hh), minute=int(mm), timezone=zone),
         id="digest")
     scheduler.add_job(_safe(job_digest, app), id="digest-catch-up")  # runs once, now
+    scheduler.add_listener(_log_missed, EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
     return scheduler
+
+
+def _log_missed(event: JobEvent) -> None:
+    why = "its run time was missed" if event.code == EVENT_JOB_MISSED else \
+        "the previous run is still going"
+    log.debug("scheduled job %s skipped: %s", event.job_id, why)
 
 
 def _safe(job: Any, app: App) -> Any:
     def run() -> None:
         try:
-            result = job(app)
-            log.debug("%s: %s", job.__name__, result)
+            _logged(job, app)
         except Exception:  # a failing job must not stop the scheduler
             log.exception("scheduled job %s failed", job.__name__)
     run.__name__ = job.__name__

@@ -29,7 +29,7 @@ import aiosmtplib
 from maild.addresses import usable_address
 from maild.auth.base import TokenSource
 from maild.errors import AuthError, SendError
-from maild.mailbox import tls_context
+from maild.mailbox import security_hint, tls_context
 from maild.sending import Refusal, SendFn, SendResult
 
 SMTPUTF8_UNSUPPORTED = "smtputf8-unsupported"
@@ -216,7 +216,9 @@ def _failure(s: SmtpSettings, exc: BaseException) -> BaseException:
         # password must not fail every queued reply for good); retried with backoff
         return SendError(f"{_where(s)}: {exc.code} {exc.message}", connection_lost=True)
     if isinstance(exc, (TimeoutError, aiosmtplib.SMTPException, OSError)):
-        return SendError(f"{_where(s)}: {type(exc).__name__}: {exc}", connection_lost=True)
+        hint = security_hint(s.security, s.port, exc, service="SMTP", wait=s.timeout)
+        return SendError(f"{_where(s)}: {type(exc).__name__}: {exc}{hint}",
+                         connection_lost=True)
     return exc
 
 
@@ -249,4 +251,6 @@ def login_check(s: SmtpSettings) -> str:
     except AuthError as exc:
         raise SendError(f"{_where(s)}: {exc}") from None
     except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
-        raise SendError(f"{_where(s)}: {type(exc).__name__}: {exc}") from None
+        raise SendError(f"{_where(s)}: {type(exc).__name__}: {exc}"
+                        f"{security_hint(s.security, s.port, exc, service='SMTP', wait=s.timeout)}"
+                        ) from None

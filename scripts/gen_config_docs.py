@@ -77,6 +77,21 @@ Types below are TOML types: *string*, *integer*, *float*, *boolean*, *list of st
 """
 
 FOOTER = """\
+## [agents]
+
+The agents, by their own address: `"address" = "Display Name"`, one line each.
+
+```toml
+[agents]
+"ayse@example.com" = "Ayşe Yılmaz"
+"bob@example.com" = "Bob Smith"
+```
+
+Only mail from these addresses may carry commands (command mail, see
+[agents.md](agents.md)); their mail is never a customer's (no ticket of its own, no ETA
+reply); the per-agent KPIs and the digest show these names. Without `[agents]` command
+mail is off. Addresses are compared in lower case.
+
 ## Checked beyond the types
 
 Besides the types, loading the file checks:
@@ -103,6 +118,12 @@ Rule files can only name SLA policies that exist (`default` plus your
 """
 
 SECTION_TEXT: dict[str, str] = {
+    "http": """\
+Off unless `listen` is given: the daemon then serves `/healthz` (200, or 503 with the
+reasons as JSON) and `/metrics` (Prometheus) on that address, from a thread of its own.
+Keep it on loopback or a monitoring network: it has no authentication. Metrics, alert
+rules and the health checks: [operations.md](operations.md#health-and-metrics).
+""",
     "database": """\
 Where maild keeps tickets, messages, events, the outbox and the quarantine. Optional: the
 default is an SQLite file next to the config file. SQLite runs in WAL mode and suits one

@@ -219,3 +219,23 @@ def test_english_tokens_drop_stop_words() -> None:
 def test_documents_leave_out_template_syntax(library: MacroLibrary) -> None:
     document = macro_document(library.get("greeting", "en"))
     assert "agent" not in document and "tag" not in document and "{{" not in document
+
+
+def test_a_rules_macro_ranks_by_the_same_evidence(library: MacroLibrary) -> None:
+    """A rule's suggestion (`prefer`) is scored like the rest, not put first: the welcome
+    macro a rule offers every first-time customer never outranks the content match."""
+    plain = suggest_macros(PASSWORD_EN, "en", library, limit=3)
+    ranked = suggest_macros(PASSWORD_EN, "en", library, limit=20, prefer=["greeting"])
+    assert ranked[0].name == "password-reset" == plain[0].name
+    assert ranked[0].score == plain[0].score
+    greeting = next(s for s in ranked if s.name == "greeting")
+    assert [s.score for s in ranked] == sorted((s.score for s in ranked), reverse=True)
+    assert greeting.score < ranked[0].score
+
+
+def test_a_rules_macro_that_matches_nothing_stays_listed_last(library: MacroLibrary) -> None:
+    ranked = suggest_macros("Grüezi, wie geht's?", "de", library, limit=3,
+                            prefer=["refund-policy"])
+    assert [(s.name, s.score) for s in ranked][-1] == ("refund-policy", 0.0)
+    assert suggest_macros("Grüezi, wie geht's?", "de", library, limit=3) == [
+        s for s in ranked if s.name != "refund-policy"]

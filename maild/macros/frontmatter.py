@@ -21,7 +21,8 @@ FENCE = "+++"
 REQUIRED_KEYS: tuple[str, ...] = ("name", "title", "language")
 STRING_KEYS: tuple[str, ...] = ("name", "title", "language", "description", "subject")
 LIST_KEYS: tuple[str, ...] = ("tags", "keywords")
-TOP_KEYS: frozenset[str] = frozenset({*STRING_KEYS, *LIST_KEYS, "actions"})
+BOOL_KEYS: tuple[str, ...] = ("acknowledgement",)
+TOP_KEYS: frozenset[str] = frozenset({*STRING_KEYS, *LIST_KEYS, *BOOL_KEYS, "actions"})
 ACTION_KEYS: frozenset[str] = frozenset({"status", "tags"})
 
 _TOML_LINE_RE = re.compile(r"\(at line (\d+), column (\d+)\)")
@@ -80,6 +81,11 @@ def check_fields(path: Path, fields: dict[str, Any]) -> list[TemplateError]:
         file_error(path, key, "must be a list of non-empty strings")
         for key in LIST_KEYS
         if key in fields and not _is_text_list(fields[key])
+    ]
+    errors += [
+        file_error(path, key, "must be true or false")
+        for key in BOOL_KEYS
+        if key in fields and not isinstance(fields[key], bool)
     ]
     errors += _check_formats(path, fields)
     errors += _check_actions(path, fields.get("actions", {}))
@@ -145,6 +151,7 @@ def build_macro(path: Path, fields: dict[str, Any], body: str) -> Macro:
         body_source=body,
         path=path,
         subject=fields.get("subject"),
+        acknowledgement=bool(fields.get("acknowledgement", False)),
     )
 
 

@@ -78,6 +78,7 @@ def _macro_json(macro: Macro) -> dict[str, Any]:
         "description": macro.description,
         "keywords": list(macro.keywords),
         "subject": macro.subject,
+        "acknowledgement": macro.acknowledgement,
         "actions": {"status": macro.actions.status, "tags": list(macro.actions.tags)},
         "path": str(macro.path),
     }

@@ -59,6 +59,9 @@ class Macro:
     body_source: str
     path: Path
     subject: str | None = None
+    # It restates what the ETA auto-reply said (thanks, ticket number, when we answer):
+    # never offered as the draft once an ETA reply went out to the ticket.
+    acknowledgement: bool = False
 
     @property
     def label(self) -> str:

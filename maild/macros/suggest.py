@@ -4,14 +4,17 @@ Each macro becomes one document: title, description, keywords (counted twice:
 they are written for matching), tags and the body text without Jinja syntax.
 Only macros in the customer's language compete when there are any; otherwise
 all do. The customer text is quote- and signature-stripped and tokenized by
-`text.py`. A suggestion lists the matched (stemmed) terms, highest
-contribution first, so an agent can see why it was suggested. Pure: no I/O,
-no database, nothing learned from past tickets.
+`text.py`. Macros a rule suggests (`prefer`) are scored by the same BM25 and
+ranked among the rest by that score; the rule only breaks ties and keeps them
+in the list when the text matches nothing in them. A suggestion lists the
+matched (stemmed) terms, highest contribution first, so an agent can see why
+it was suggested. Pure: no I/O, no database, nothing learned from past tickets.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -48,26 +51,36 @@ def macro_document(macro: Macro) -> list[str]:
 
 
 def suggest_macros(
-    text: str, language: str | None, library: MacroLibrary, limit: int = 3
+    text: str, language: str | None, library: MacroLibrary, limit: int = 3,
+    prefer: Sequence[str] = (),
 ) -> list[Suggestion]:
-    """The `limit` best macros for `text`, best first; macros that match nothing are left out."""
+    """The `limit` best macros for `text`, best first. Macros that match nothing are left
+    out, unless a rule suggested them (`prefer`): those rank by their score too, before
+    an equal score, and stay in the list (after the matches) when they match nothing."""
     candidates = library.in_language(language) if language else []
     if not candidates:
         candidates = library.all()
-    query = tokenize(strip_reply(text, language), language)
-    if not query or not candidates or limit <= 0:
+    if not candidates or limit <= 0:
         return []
+    query = tokenize(strip_reply(text, language), language)
     bm25 = _index(tuple(candidates))
-    scores = [round(float(score), 3) for score in bm25.get_scores(query)]
-    ranked = sorted((i for i, score in enumerate(scores) if score > 0), key=lambda i: (
-        -scores[i], candidates[i].name, candidates[i].language))
+    scores = [round(float(score), 3) for score in bm25.get_scores(query)] if query \
+        else [0.0] * len(candidates)
+    preferred = set(prefer)
+    ranked = sorted((i for i, score in enumerate(scores)
+                     if score > 0 or candidates[i].name in preferred), key=lambda i: (
+        -scores[i], candidates[i].name not in preferred, candidates[i].name,
+        candidates[i].language))
     out: list[Suggestion] = []
     for i in ranked:  # matched terms only for the macros shown: they cost a scoring each
-        terms = _matched_terms(bm25, query, i)
-        if terms:
+        terms = _matched_terms(bm25, query, i) if scores[i] > 0 else ()
+        if terms or candidates[i].name in preferred:
             out.append(Suggestion(candidates[i].name, candidates[i].language, scores[i], terms))
         if len(out) == limit:
-            break
+            return out
+    for name in dict.fromkeys(prefer):  # a rule's macro not written in this language
+        if len(out) < limit and name in library.names() and name not in {s.name for s in out}:
+            out.append(Suggestion(name, library.get(name, language).language, 0.0, ()))
     return out
 
 

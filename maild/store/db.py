@@ -20,6 +20,8 @@ migrations; it holds no queries about tickets (see `maild.store.repo`).
 
 from __future__ import annotations
 
+import os
+import pwd
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -119,6 +121,41 @@ def make_engine(url: str, base_dir: Path | None = None) -> Engine:
     return engine
 
 
+def sqlite_path_problem(engine: Engine) -> str | None:
+    """Why maild cannot use this SQLite database file, as one line naming the path (the
+    directory must exist and be writable: SQLite keeps its WAL journal beside the
+    file); None when fine or not a SQLite file."""
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    path = Path(database)
+    parent = path.parent
+    who = f"user {_user()}"
+    if not parent.is_dir():
+        return f"database {path}: the directory {parent} does not exist"
+    if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+        return f"database {path}: not readable and writable by {who}"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return (f"database {path}: the directory {parent} is not writable by {who} (SQLite "
+                "writes its journal beside the database); use a directory maild may write, "
+                "e.g. url = \"sqlite:////var/lib/maild/maild.db\"")
+    return None
+
+
+def _user() -> str:
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return str(os.geteuid())
+
+
+def check_database_path(engine: Engine) -> None:
+    """Raise DatabaseError (one line naming the path) if the SQLite file is unusable."""
+    problem = sqlite_path_problem(engine)
+    if problem:
+        raise DatabaseError(problem)
+
+
 def describe_error(engine: Engine, exc: SQLAlchemyError) -> str:
     """One line for a person: which database, and the driver's message without SQL."""
     orig = getattr(exc, "orig", None)
@@ -151,10 +188,15 @@ def current_revision(engine: Engine) -> str | None:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str | None]:
-    """Apply migrations up to `revision`; returns (before, after) revisions."""
-    before = current_revision(engine)
-    cfg = _alembic_config()
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, revision)
-    return before, current_revision(engine)
+    """Apply migrations up to `revision`; returns (before, after) revisions. Database
+    errors are one DatabaseError line naming the database."""
+    check_database_path(engine)
+    try:
+        before = current_revision(engine)
+        cfg = _alembic_config()
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
+        return before, current_revision(engine)
+    except SQLAlchemyError as exc:
+        raise DatabaseError(describe_error(engine, exc)) from None

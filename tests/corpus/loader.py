@@ -61,6 +61,7 @@ class ExpectedTicket:
     first_agent_reply: str | None
     agent_replies: int
     why: str = ""
+    draft_macro: str | None = None  # the macro to answer its first message with; None: none fits
 
 
 @dataclass(frozen=True)
@@ -158,7 +159,7 @@ def load_corpus(name: str, root: Path | None = None) -> Corpus:
             messages=tuple(_require(entry, "messages", where)),
             first_agent_reply=entry.get("first_agent_reply"),
             agent_replies=int(_require(entry, "agent_replies", where)),
-            why=entry.get("why", "")))
+            why=entry.get("why", ""), draft_macro=entry.get("draft_macro")))
 
     comment = data.get("comment", ())
     if isinstance(comment, str):

@@ -47,9 +47,11 @@ def _mails(account: ImapAccount, start: int, count: int) -> list[tuple[bytes, No
             for i in range(start, start + count)]
 
 
-def _daemon(config: Path, account: ImapAccount) -> subprocess.Popen[str]:
+def _daemon(config: Path, account: ImapAccount, log: Path | None = None
+            ) -> subprocess.Popen[str]:
+    out = log.open("w") if log else subprocess.DEVNULL
     return subprocess.Popen(maild_cmd(config, "run"), env=env_for(account),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
+                            stdout=out, stderr=subprocess.STDOUT, text=True)
 
 
 def _wait_sent(sink: SmtpSink, count: int, timeout: float = 60) -> None:
@@ -79,12 +81,13 @@ def test_two_daemons_one_mailbox(imap_account: ImapAccount, db_url: str, smtp_si
     config.write_text(config.read_text().replace("batch_size = 200",
                                                  "batch_size = 200\npoll_seconds = 1"))
     run_maild(config, imap_account, "db", "upgrade")
-    first = _daemon(config, imap_account)
+    first = _daemon(config, imap_account, tmp_path / "first.log")
     second = None
     try:
         append(imap_account, "INBOX", _mails(imap_account, 0, 1))
         _wait_sent(smtp_sink, 1)  # the first instance holds the mailbox now
-        second = _daemon(config, imap_account)  # a standby beside it
+        standby_log = tmp_path / "standby.log"
+        second = _daemon(config, imap_account, standby_log)  # a standby beside it
         append(imap_account, "INBOX", _mails(imap_account, 1, 19))
         _wait_sent(smtp_sink, 20)
         _wait_marked_sent(db_url, 20)  # both running: nothing is processed twice
@@ -94,6 +97,19 @@ def test_two_daemons_one_mailbox(imap_account: ImapAccount, db_url: str, smtp_si
         append(imap_account, "INBOX", _mails(imap_account, 20, 5))
         _wait_sent(smtp_sink, 25)  # only the standby can have done this
         _wait_marked_sent(db_url, 25)
+        # Each said when it stood by and when it took over. Usually the second stands
+        # by until the first dies; if the first lost the lock in a reconnect's backoff,
+        # the roles swapped then, and the first stood by instead.
+        address = imap_account.address
+        logs = {"first": (tmp_path / "first.log").read_text(), "second": standby_log.read_text()}
+        standing = f"{address}: standing by: another maild instance holds"
+        taking = f"{address}: taking over: the instance that held"
+        assert any(standing in text for text in logs.values()), logs
+        for text in logs.values():
+            if taking in text:
+                assert text.index(standing) < text.index(taking), text
+        if standing in logs["second"]:  # it stood by, and the holder died: it took over
+            assert taking in logs["second"].split(standing, 1)[1], logs["second"]
         second.send_signal(signal.SIGTERM)
         second.wait(timeout=15)
     finally:

@@ -1,13 +1,14 @@
 """Issue 5 acceptance: the digest goes out once at the configured local time,
 caught up when maild starts later that day; the daemon's scheduler does the
-same and stops within 10 s on SIGTERM."""
+same and stops within 10 s on SIGTERM. Never for a day before maild's first
+run (issue 16)."""
 
 from __future__ import annotations
 
 import email
 import signal
 import time
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.policy import default
 from pathlib import Path
@@ -56,6 +57,9 @@ def test_digest_once_at_local_time_with_catch_up(imap_account: ImapAccount, db_u
     config = write_config(tmp_path, imap_account, db_url, smtp_sink,
                           extra='[digest]\nto = ["manager@example.com"]\nat = "08:00"\n')
     run_maild(config, imap_account, "db", "upgrade")
+    # maild's first run is on Monday evening: Monday is the first day with a digest
+    first = run_maild(config, imap_account, "run", "--once", "--now", "2026-11-02T19:00:00Z")
+    assert "no digest for 2026-11-01: maild first ran on 2026-11-02" in first.stderr
     run_maild(config, imap_account, "run", "--once", "--now", "2026-11-03T04:59:00Z")
     assert digests(smtp_sink) == []  # 07:59 local: not yet
     # maild was down at 08:00 and starts at 10:30 local: the digest is caught up once.
@@ -82,6 +86,10 @@ def test_daemon_scheduler_catches_up_and_stops_on_sigterm(
     config = write_config(tmp_path, imap_account, db_url, smtp_sink,
                           extra='[digest]\nto = ["manager@example.com"]\nat = "00:00"\n')
     run_maild(config, imap_account, "db", "upgrade")
+    # installed yesterday (no digest for the day before that), so yesterday's is due now
+    yesterday = datetime.now(UTC) - timedelta(days=1)
+    run_maild(config, imap_account, "run", "--once", "--now", yesterday.isoformat())
+    assert digests(smtp_sink) == []
     for attempt in range(2):
         daemon = Daemon(config, imap_account)
         daemon.wait_for("maild running")
