@@ -143,7 +143,7 @@ class App:
         return RouteContext(own, team, partial(is_command_mail, agents=agents))
 
     def _handlers(self, auto: Automation, mb: MailboxConfig,
-                  observe: PlanObserver | None) -> list[MessageHandler]:
+                  observe: PlanObserver | None = None) -> list[MessageHandler]:
         """Survey answers (routed apart: they only record a score), command mail (agents
         only), then rules/ETA (not for commands), drafts."""
         from maild.commands import CommandHandler, UnlessCommandMail
