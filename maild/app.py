@@ -15,18 +15,20 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild import smtp
-from maild.actions import AutomationHandler
+from maild.actions import AutomationHandler, HistoryHandler
 from maild.auth.base import TokenSource
 from maild.automation import Automation, load_automation
 from maild.classify import ClassifyContext
 from maild.clock import Clock, SystemClock
 from maild.config import Config, MailboxConfig, OAuth2Config, read_secret
 from maild.errors import MailboxError, MaildError
+from maild.history import HistoryLane
 from maild.ingest import Ingestor, MessageHandler
 from maild.locks import mailbox_lock
 from maild.mailbox import ImapSettings, MailboxClient
 from maild.outbox import OutboxSender, RetryPolicy
 from maild.parse import ParseLimits
+from maild.parsepool import ParsePool
 from maild.poller import Poller
 from maild.routing import RouteContext
 from maild.smtp import SmtpSettings
@@ -90,7 +92,8 @@ class App:
                         limits=ParseLimits(self.config.limits.max_message_bytes,
                                            self.config.limits.max_mime_parts),
                         reopen_window_days=self.config.sla.reopen_window_days,
-                        routing=self.routing())
+                        routing=self.routing(),
+                        history_handlers=[HistoryHandler(auto, self.clock)] if auto else [])
 
     def routing(self) -> RouteContext:
         """Who is who when mail is classified: our addresses, the agents, the company."""
@@ -150,9 +153,17 @@ class App:
                client_factory: Callable[[], MailboxClient] | None = None) -> Poller:
         mb = self.config.mailboxes[index]
         factory = client_factory or partial(MailboxClient, self.imap_settings(index))
-        return Poller(factory, self.ingestor(mb), inbox=mb.inbox_folder, sent=mb.sent_folder,
+        ingestor = self.ingestor(mb)
+        h = self.config.history
+        history = HistoryLane(ingestor,
+                              max_age=timedelta(hours=self.config.autoreply.max_age_hours),
+                              import_since=mb.import_since, chunk_seconds=h.chunk_seconds,
+                              batch_size=mb.batch_size,
+                              pool=ParsePool(ingestor.limits, h.workers),
+                              progress_seconds=h.progress_seconds)
+        return Poller(factory, ingestor, inbox=mb.inbox_folder, sent=mb.sent_folder,
                       batch_size=mb.batch_size, mark_seen=mb.mark_seen,
-                      lock=partial(mailbox_lock, self.engine, mb.address))
+                      lock=partial(mailbox_lock, self.engine, mb.address), history=history)
 
 
 def build_app(config: Config, clock: Clock | None = None,

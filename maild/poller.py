@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.exc import SQLAlchemyError
 
 from maild.errors import MailboxError
+from maild.history import HistoryLane
 from maild.ingest import BatchResult, IngestItem, Ingestor
 from maild.mailbox import MailboxClient
 
@@ -40,6 +41,8 @@ class CycleReport:
     def new_tickets(self) -> int:
         return sum(r.new_tickets for r in self.folders.values())
 
+    history_pending: bool = False  # history left to import after this cycle
+
 
 @dataclass(frozen=True)
 class FolderPlan:
@@ -51,7 +54,9 @@ class Poller:
     def __init__(self, client_factory: Callable[[], MailboxClient], ingestor: Ingestor, *,
                  inbox: str = "INBOX", sent: str | None = None, batch_size: int = 200,
                  mark_seen: bool = False,
-                 lock: Callable[[], AbstractContextManager[bool]] | None = None) -> None:
+                 lock: Callable[[], AbstractContextManager[bool]] | None = None,
+                 history: HistoryLane | None = None) -> None:
+        self.history = history
         self.lock = lock or (lambda: nullcontext(True))
         self.client_factory = client_factory
         self.ingestor = ingestor
@@ -79,6 +84,9 @@ class Poller:
         report = CycleReport()
         for plan in self.folders(client):
             report.folders[plan.role] = self._folder(client, plan, progress)
+        if self.history is not None:  # a bounded chunk of history between live passes
+            report.history_pending = self.history.chunk(client, progress)
+            report.folders["history"] = self.history.result
         return report
 
     def _folder(self, client: MailboxClient, plan: FolderPlan,
@@ -88,15 +96,21 @@ class Poller:
         start = 0
         if state is not None and state.uidvalidity == status.uidvalidity:
             start = state.last_uid
-        elif state is not None:
-            log.warning("%s: UIDVALIDITY %s -> %s: rescanning", plan.name, state.uidvalidity,
-                        status.uidvalidity)
+        else:
+            if state is not None:
+                log.warning("%s: UIDVALIDITY %s -> %s: rescanning", plan.name,
+                            state.uidvalidity, status.uidvalidity)
+            if self.history is not None:  # old mail goes to the history lane
+                start = self.history.split(client, plan.role, status)
         uids = client.uids_above(start)
         total = BatchResult(last_uid=start)
         done = 0
         try:
             for batch in client.fetch(uids, self.batch_size):
                 items = [IngestItem(m.uid, m.raw, m.internaldate) for m in batch]
+                if self.history is not None and \
+                        self.history.prefetch(client, [m.raw for m in batch]):
+                    client.select(plan.name)  # the next FETCH reads this folder again
                 res = self.ingestor.ingest_batch(plan.role, plan.name, status.uidvalidity,
                                                  items, status.highest_modseq)
                 _merge(total, res)
@@ -122,7 +136,13 @@ class Poller:
                          self.address)
                 return CycleReport()
             with self.client_factory().connect() as client:
-                return self.cycle(client, progress)
+                report = self.cycle(client, progress)
+                while report.history_pending:  # live passes between history chunks
+                    more = self.cycle(client, progress)
+                    for role, res in more.folders.items():
+                        _merge(report.folders.setdefault(role, BatchResult()), res)
+                    report.history_pending = more.history_pending
+                return report
 
     def watch(self, stop: threading.Event, on_cycle: Callable[[CycleReport], None],
               poll_seconds: float = 60.0, use_idle: bool = True) -> None:
@@ -173,8 +193,11 @@ class Poller:
                          self.address, self._failures)
             idle = use_idle and client.has_idle()
             while not stop.is_set():
-                on_cycle(self.cycle(client))
+                report = self.cycle(client)
+                on_cycle(report)
                 self._connected, self._failures = True, 0
+                if report.history_pending:
+                    continue  # straight on: a live pass, then the next history chunk
                 left = client.seconds_until_renewal()
                 if left is not None and left <= 0:
                     log.debug("%s: OAuth2 token due for renewal: logging in afresh",
