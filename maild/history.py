@@ -246,6 +246,28 @@ class HistoryLane:
                      "the history import", self.ingestor.address, len(found))
         return True
 
+    def restart(self, client: MailboxClient, role: str, folder: str,
+                since: datetime | None) -> int | None:
+        """Import a folder's history again from its first UID, only what arrived on or
+        after `since` (None: all of it), e.g. the older mail `import_since` left out;
+        what is stored already is skipped by Message-ID. Returns how many messages the
+        history lane now holds, None if the folder has none (all its mail was live)."""
+        mailbox_id = self.ingestor.mailbox_id()
+        with self.ingestor.sessions() as session:
+            row = store.get_history(session, mailbox_id, role)
+            boundary = row.boundary_uid if row is not None else None
+        if boundary is None:
+            return None
+        status = client.select(folder)
+        if since is not None:
+            total = len(client.uids_between(1, boundary - 1, since))
+        else:
+            total = max(0, status.exists - len(client.uids_above(boundary - 1)))
+        with self.ingestor.sessions.begin() as session:
+            store.restart_history(session, mailbox_id, role, since, total,
+                                  self.ingestor.clock.now())
+        return total
+
     def close(self) -> None:
         self.pool.close()
 

@@ -130,3 +130,36 @@ def test_live_mail_answered_long_before_history_finishes(
         assert scalar(engine, "SELECT done FROM history_imports WHERE role = 'inbox'") == count
     finally:
         engine.dispose()
+
+
+@pytest.mark.slow
+def test_import_since_then_the_rest_on_demand(imap_account: ImapAccount, db_url: str,
+                                              tmp_path: Path) -> None:
+    now = datetime.now(UTC)
+    old = [(live_mail(100 + i, sender=f"old{i}@customers.example"),
+            now - timedelta(days=100, minutes=i)) for i in range(6)]
+    recent = [(live_mail(200 + i, sender=f"recent{i}@customers.example"),
+               now - timedelta(days=10, minutes=i)) for i in range(4)]
+    append(imap_account, "INBOX", old + recent)
+    config = write_config(tmp_path, imap_account, db_url)
+    config.write_text(config.read_text().replace("batch_size = 200\n",
+                                                 'batch_size = 200\nimport_since = "30d"\n'))
+    run_maild(config, imap_account, "db", "upgrade")
+    assert '"stored": 4' in run_maild(config, imap_account, "run", "--once", "--json").stdout
+    check = run_maild(config, imap_account, "check", check=False).stdout
+    assert "[  ok] history: history imported (4 messages)" in check, check
+
+    bad = run_maild(config, imap_account, "import", "--since", "soon", check=False)
+    assert bad.returncode == 2 and "--since: expected a period" in bad.stderr
+    out = run_maild(config, imap_account, "import", "--all").stdout
+    assert "INBOX: 10 message(s) of history queued" in out, out
+    check = run_maild(config, imap_account, "check", check=False).stdout
+    assert "[  ok] history: importing history: 0% (0 of 10 messages)" in check, check
+    assert '"stored": 6' in run_maild(config, imap_account, "run", "--once", "--json").stdout
+    engine = sa.create_engine(db_url)
+    try:
+        assert scalar(engine, "SELECT count(DISTINCT message_id) FROM messages") == 10
+        assert scalar(engine, "SELECT count(*) FROM messages") == 10
+        assert scalar(engine, "SELECT count(*) FROM outbox") == 0  # history: no reply
+    finally:
+        engine.dispose()
