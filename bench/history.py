@@ -22,6 +22,7 @@ Target: >= 1,000 msg/s for `run --once` on each backend.
 
 from __future__ import annotations
 
+import os
 import resource
 import subprocess
 import sys
@@ -77,11 +78,22 @@ def run_once_child(stack: MailStack, config: Path, log: Path) -> tuple[float, in
     """`maild run --once` in a fresh interpreter; (wall seconds, exit code)."""
     env = {"PATH": "/usr/bin:/bin", PASSWORD_ENV: stack.acct.password}
     started = time.perf_counter()
+    global _CHILD_CPU
+    before = _children_cpu()
     with log.open("w") as err:
         proc = subprocess.run([sys.executable, "-m", "maild.cli", "--config", str(config),
                                "run", "--once"], env=env, cwd=REPO, stdout=subprocess.DEVNULL,
                               stderr=err, timeout=3600)
+    _CHILD_CPU = _children_cpu() - before
     return time.perf_counter() - started, proc.returncode
+
+
+_CHILD_CPU = 0.0  # CPU seconds of the last `maild run --once` and its parse workers
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def peak_rss_mb() -> float:
@@ -110,7 +122,9 @@ def one_backend(stack: MailStack, kind: str, count: int, ceilings: tuple[float, 
     print(f"history {kind}: `maild run --once` {rate:,.0f} msg/s ({stored:,} messages in "
           f"{seconds:.1f} s, process start included; exit {code}); "
           f"{rate / raw_rate:.0%} of raw FETCH, {rate / parse_rate:.0%} of fetch + parse; "
-          f"peak RSS {peak_rss_mb():.0f} MB; target >= {TARGET:,.0f} msg/s {verdict(ok)}",
+          f"CPU {_CHILD_CPU / max(stored, 1) * 1000:.1f} ms/msg (main + workers); "
+          f"peak RSS {peak_rss_mb():.0f} MB; load average {os.getloadavg()[0]:.1f} on "
+          f"{os.cpu_count()} cores; target >= {TARGET:,.0f} msg/s {verdict(ok)}",
           flush=True)
     return ok
 

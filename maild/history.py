@@ -78,6 +78,7 @@ class HistoryLane:
         self._last_report = 0.0
         self.result = BatchResult()  # what the last `chunk` stored
         self._size = min(batch_size, FIRST_BATCH)  # history batch size, adapted as it runs
+        self._budget = chunk_seconds  # the running chunk's
 
     # -- the split, on a folder's first cycle ------------------------------------------
 
@@ -121,7 +122,8 @@ class HistoryLane:
               seconds: float | None = None) -> bool:
         """Import history for up to `seconds` (default chunk_seconds); True while some is
         left."""
-        deadline = time.monotonic() + (self.chunk_seconds if seconds is None else seconds)
+        self._budget = self.chunk_seconds if seconds is None else seconds
+        deadline = time.monotonic() + self._budget
         self.result = BatchResult()
         for p in self.pending():
             if time.monotonic() >= deadline:
@@ -179,7 +181,7 @@ class HistoryLane:
         if items:  # a batch should take at most half a chunk: live mail waits for it
             per_message = max(time.monotonic() - started, 1e-3) / len(items)
             self._size = max(MIN_BATCH, min(self.batch_size,
-                                            int(self.chunk_seconds / 2 / per_message)))
+                                            int(self._budget / 2 / per_message)))
         for name in ("stored", "duplicates", "quarantined", "parse_errors", "new_tickets"):
             setattr(self.result, name, getattr(self.result, name) + getattr(res, name))
         return res

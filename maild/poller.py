@@ -27,6 +27,9 @@ log = logging.getLogger("maild.poller")
 
 BACKOFF_START = 1.0
 BACKOFF_MAX = 300.0
+# `run --once` looks at new mail less often during a history import than the daemon
+# (which answers live mail within seconds): larger history batches, less overhead
+ONCE_HISTORY_SECONDS = 5.0
 
 
 @dataclass
@@ -78,14 +81,15 @@ class Poller:
                         "so agent replies count")
         return plans
 
-    def cycle(self, client: MailboxClient, progress: Callable[[str], None] | None = None
-              ) -> CycleReport:
-        """Fetch and ingest everything new in every folder, once."""
+    def cycle(self, client: MailboxClient, progress: Callable[[str], None] | None = None,
+              history_seconds: float | None = None) -> CycleReport:
+        """Fetch and ingest everything new in every folder, once; then import history for
+        up to `history_seconds` (default: the lane's chunk_seconds)."""
         report = CycleReport()
         for plan in self.folders(client):
             report.folders[plan.role] = self._folder(client, plan, progress)
         if self.history is not None:  # a bounded chunk of history between live passes
-            report.history_pending = self.history.chunk(client, progress)
+            report.history_pending = self.history.chunk(client, progress, history_seconds)
             report.folders["history"] = self.history.result
         return report
 
@@ -136,9 +140,9 @@ class Poller:
                          self.address)
                 return CycleReport()
             with self.client_factory().connect() as client:
-                report = self.cycle(client, progress)
+                report = self.cycle(client, progress, ONCE_HISTORY_SECONDS)
                 while report.history_pending:  # live passes between history chunks
-                    more = self.cycle(client, progress)
+                    more = self.cycle(client, progress, ONCE_HISTORY_SECONDS)
                     for role, res in more.folders.items():
                         _merge(report.folders.setdefault(role, BatchResult()), res)
                     report.history_pending = more.history_pending
