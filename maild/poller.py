@@ -139,14 +139,18 @@ class Poller:
                 log.info("%s: another maild instance holds this mailbox; skipped",
                          self.address)
                 return CycleReport()
-            with self.client_factory().connect() as client:
-                report = self.cycle(client, progress, ONCE_HISTORY_SECONDS)
-                while report.history_pending:  # live passes between history chunks
-                    more = self.cycle(client, progress, ONCE_HISTORY_SECONDS)
-                    for role, res in more.folders.items():
-                        _merge(report.folders.setdefault(role, BatchResult()), res)
-                    report.history_pending = more.history_pending
-                return report
+            try:
+                with self.client_factory().connect() as client:
+                    report = self.cycle(client, progress, ONCE_HISTORY_SECONDS)
+                    while report.history_pending:  # live passes between history chunks
+                        more = self.cycle(client, progress, ONCE_HISTORY_SECONDS)
+                        for role, res in more.folders.items():
+                            _merge(report.folders.setdefault(role, BatchResult()), res)
+                        report.history_pending = more.history_pending
+                    return report
+            finally:
+                if self.history is not None:
+                    self.history.close()
 
     def watch(self, stop: threading.Event, on_cycle: Callable[[CycleReport], None],
               poll_seconds: float = 60.0, use_idle: bool = True) -> None:
@@ -155,6 +159,14 @@ class Poller:
         Every failure is one log line naming the mailbox and the next attempt; a
         connection that worked resets the backoff, and its return is logged too.
         """
+        try:
+            self._watch(stop, on_cycle, poll_seconds, use_idle)
+        finally:
+            if self.history is not None:
+                self.history.close()  # the parse workers exit with the daemon
+
+    def _watch(self, stop: threading.Event, on_cycle: Callable[[CycleReport], None],
+               poll_seconds: float, use_idle: bool) -> None:
         backoff = BACKOFF_START
         self._failures = 0
         while not stop.is_set():

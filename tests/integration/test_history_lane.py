@@ -163,3 +163,32 @@ def test_import_since_then_the_rest_on_demand(imap_account: ImapAccount, db_url:
         assert scalar(engine, "SELECT count(*) FROM outbox") == 0  # history: no reply
     finally:
         engine.dispose()
+
+
+@pytest.mark.slow
+def test_sigterm_during_history_import_then_resume(
+        dovecot: DovecotServer, imap_account: ImapAccount, db_url: str,
+        tmp_path: Path) -> None:
+    """SIGTERM mid-import: the daemon (and its parse workers) exit promptly with 0; the
+    next run goes on from the history checkpoint and stores each message once."""
+    count = 1500
+    fill_history(dovecot, imap_account, count)
+    config = write_config(tmp_path, imap_account, db_url)
+    run_maild(config, imap_account, "db", "upgrade")
+    engine = sa.create_engine(db_url)
+    try:
+        with Daemon(config, imap_account) as daemon:
+            daemon.wait_for("imported behind live mail", timeout=60)
+            wait_until(lambda: (scalar(engine, "SELECT done FROM history_imports") or 0) > 0,
+                       120, "a first history batch", daemon.log)
+            assert daemon.stop(timeout=15) == 0
+        done = scalar(engine, "SELECT done FROM history_imports")
+        assert isinstance(done, int) and 0 < done < count
+        assert scalar(engine, "SELECT count(*) FROM messages") == done
+        out = run_maild(config, imap_account, "run", "--once", "--json").stdout
+        assert f'"stored": {count - done}' in out, out
+        assert scalar(engine, "SELECT count(DISTINCT message_id) FROM messages") == count
+        assert scalar(engine, "SELECT count(*) FROM messages") == count
+        assert scalar(engine, "SELECT done FROM history_imports") == count
+    finally:
+        engine.dispose()
