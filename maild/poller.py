@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
+from functools import partial
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -70,6 +71,7 @@ class Poller:
         self.address = str(getattr(ingestor, "address", "mailbox"))  # for log lines
         self._connected = False  # watch(): did the current session complete a cycle?
         self._failures = 0  # watch(): failed attempts since the last good cycle
+        self._on_live: Callable[[CycleReport], None] | None = None  # watch(): its on_cycle
 
     def folders(self, client: MailboxClient) -> list[FolderPlan]:
         sent = self.sent or client.find_special_folder("\\Sent")
@@ -82,12 +84,17 @@ class Poller:
         return plans
 
     def cycle(self, client: MailboxClient, progress: Callable[[str], None] | None = None,
-              history_seconds: float | None = None) -> CycleReport:
-        """Fetch and ingest everything new in every folder, once; then import history for
-        up to `history_seconds` (default: the lane's chunk_seconds)."""
+              history_seconds: float | None = None,
+              on_live: Callable[[CycleReport], None] | None = None) -> CycleReport:
+        """Fetch and ingest everything new in every folder, once (and tell `on_live`, so
+        the daemon sends the auto-replies now, not after the history chunk); then import
+        history for up to `history_seconds` (default: the lane's chunk_seconds)."""
         report = CycleReport()
         for plan in self.folders(client):
             report.folders[plan.role] = self._folder(client, plan, progress)
+        on_live = on_live or self._on_live
+        if on_live is not None:
+            on_live(report)
         if self.history is not None:  # a bounded chunk of history between live passes
             report.history_pending = self.history.chunk(client, progress, history_seconds)
             report.folders["history"] = self.history.result
@@ -209,8 +216,11 @@ class Poller:
                          self.address, self._failures)
             idle = use_idle and client.has_idle()
             while not stop.is_set():
+                told: list[CycleReport] = []  # the live part told before the history chunk
+                self._on_live = partial(_tell, told, on_cycle)
                 report = self.cycle(client)
-                on_cycle(report)
+                if not told:
+                    on_cycle(report)
                 self._connected, self._failures = True, 0
                 if report.history_pending:
                     continue  # straight on: a live pass, then the next history chunk
@@ -234,6 +244,12 @@ class Poller:
             if client.idle_wait(step):
                 return
             waited += step
+
+
+def _tell(told: list[CycleReport], on_cycle: Callable[[CycleReport], None],
+          report: CycleReport) -> None:
+    told.append(report)
+    on_cycle(report)
 
 
 def _first_line(exc: BaseException) -> str:
