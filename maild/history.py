@@ -79,6 +79,7 @@ class HistoryLane:
         self.result = BatchResult()  # what the last `chunk` stored
         self._size = min(batch_size, FIRST_BATCH)  # history batch size, adapted as it runs
         self._budget = chunk_seconds  # the running chunk's
+        self.ran = False  # did the last `chunk` import anything (then look for new mail now)
 
     # -- the split, on a folder's first cycle ------------------------------------------
 
@@ -125,7 +126,9 @@ class HistoryLane:
         self._budget = self.chunk_seconds if seconds is None else seconds
         deadline = time.monotonic() + self._budget
         self.result = BatchResult()
-        for p in self.pending():
+        pending = self.pending()
+        self.ran = bool(pending)
+        for p in pending:
             if time.monotonic() >= deadline:
                 break
             self._folder_chunk(client, p, deadline)

@@ -46,6 +46,7 @@ class CycleReport:
         return sum(r.new_tickets for r in self.folders.values())
 
     history_pending: bool = False  # history left to import after this cycle
+    history_ran: bool = False  # this cycle imported history (new mail may have come meanwhile)
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,7 @@ class Poller:
         if self.history is not None:  # a bounded chunk of history between live passes
             report.history_pending = self.history.chunk(client, progress, history_seconds)
             report.folders["history"] = self.history.result
+            report.history_ran = self.history.ran
         return report
 
     def _folder(self, client: MailboxClient, plan: FolderPlan,
@@ -222,8 +224,9 @@ class Poller:
                 if not told:
                     on_cycle(report)
                 self._connected, self._failures = True, 0
-                if report.history_pending:
-                    continue  # straight on: a live pass, then the next history chunk
+                if report.history_pending or report.history_ran:
+                    continue  # straight on: a live pass (mail that came during the chunk:
+                    # IDLE would not report it), then the next history chunk if any
                 left = client.seconds_until_renewal()
                 if left is not None and left <= 0:
                     log.debug("%s: OAuth2 token due for renewal: logging in afresh",
