@@ -12,6 +12,13 @@ the new EXISTS (the floor for any IMAP-driven daemon). The daemon's own timestam
 
     .venv/bin/python -m bench.latency                   # 200 messages
     .venv/bin/python -m bench.latency --quick           # 10 messages
+    .venv/bin/python -m bench.latency --history 10000   # the same while a first run
+                                                        # imports 10,000 old messages
+
+With `--history N`, INBOX first holds N generated support mails that arrived 17 to 3
+days ago: the daemon's first run imports them as history (`maild.history`) while the
+customer mails arrive, and the line says how far the import was when the last reply
+went out (the live lane's latency must not depend on the backlog).
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -39,6 +46,7 @@ from bench.common import (
     verdict,
     write_config,
 )
+from bench.mailgen import fill
 from maild.store.db import make_engine, upgrade
 
 WARMUP = 2
@@ -163,30 +171,53 @@ def report(kind: str, times: dict[str, tuple[float, float]], idle: list[float],
     return ok
 
 
-def one_backend(stack: MailStack, kind: str, count: int) -> bool:
+def one_backend(stack: MailStack, kind: str, count: int, history: int = 0) -> bool:
     with database(kind, stack.workdir) as url:
         proc, _log = start_daemon(stack, url)
         try:
             with IdleWatcher(stack) as watcher:
                 times = send_all(stack, count + WARMUP)
+                progress = history_progress(url) if history else ""
                 time.sleep(0.3)
         finally:
             stop_daemon(proc)
         stored = stored_times(url)
     ordered = list(times.items())
-    idle = [watcher.seen[n + 1] - t0 for n, (_, (t0, _)) in enumerate(ordered)
-            if n + 1 in watcher.seen][WARMUP:]
+    idle = [watcher.seen[history + n + 1] - t0 for n, (_, (t0, _)) in enumerate(ordered)
+            if history + n + 1 in watcher.seen][WARMUP:]
     timed = dict(ordered[WARMUP:])
+    if history:
+        print(f"latency {kind}: during a first run's history import of {history:,} messages; "
+              f"history at {progress} when the last reply went out", flush=True)
     return report(kind, timed, idle, stored)
 
 
+def history_progress(url: str) -> str:
+    """"done/total" of the history import (or "finished")."""
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(sa.text("SELECT done, total, finished_at FROM history_imports "
+                                       "WHERE role = 'inbox'")).first()
+    finally:
+        engine.dispose()
+    if row is None:
+        return "not started"
+    return "finished" if row[2] is not None else f"{row[0]:,}/{row[1]:,}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse(make_parser(__doc__.splitlines()[0], default=200, quick=10,
-                             backends="sqlite"), argv)
+    parser = make_parser(__doc__.splitlines()[0], default=200, quick=10, backends="sqlite")
+    parser.add_argument("--history", type=int, default=0,
+                        help="old messages in INBOX before the daemon starts (default 0)")
+    args = parse(parser, argv)
     ok = []
     for kind in args.backends:  # a fresh mailbox each: a new daemon would answer old mail
         with MailStack(smtp=True) as stack:
-            ok.append(one_backend(stack, kind, args.messages))
+            if args.history:
+                print(fill(stack, args.history, end=datetime.now(UTC) - timedelta(days=3)),
+                      flush=True)
+            ok.append(one_backend(stack, kind, args.messages, args.history))
     return 0 if all(ok) else 1
 
 

@@ -15,11 +15,12 @@ import base64
 import os
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.header import Header
 from email.utils import format_datetime
+from pathlib import Path
 
 from bench.common import MailStack
 
@@ -178,23 +179,32 @@ class MailGenerator:
             del self.recent[:1000]
 
 
-def fill_maildir(stack: MailStack, count: int, seed: int = 20260101) -> tuple[int, float]:
+def fill_maildir(stack: MailStack, count: int, seed: int = 20260101,
+                 end: datetime | None = None) -> tuple[int, float]:
     """Write `count` messages into INBOX's Maildir/cur; returns (bytes, seconds)."""
     client = stack.imap()  # first login makes Dovecot create the Maildir
     client.select_folder("INBOX")
     client.logout()
-    cur = stack.maildir() / "cur"
+    started = time.perf_counter()
+    total = write_maildir(stack.maildir(), MailGenerator(count, stack.acct.address, seed, end))
+    return total, time.perf_counter() - started
+
+
+def write_maildir(maildir: Path, messages: Iterable[tuple[bytes, datetime]]) -> int:
+    """Write (raw, arrival) messages into an existing Maildir's cur/ (INBOX), as its
+    owner, with mtime = arrival (Dovecot's INTERNALDATE); returns the bytes written.
+    Dovecot indexes them on the next SELECT, in file name (= arrival) order."""
+    cur = maildir / "cur"
     owner = cur.stat()
-    started, total, pid = time.perf_counter(), 0, os.getpid()
-    for i, (raw, at) in enumerate(MailGenerator(count, stack.acct.address, seed)):
+    total, pid = 0, os.getpid()
+    for i, (raw, at) in enumerate(messages):
         ts = at.timestamp()
-        name = f"{int(ts)}.M{i:06d}P{pid}.benchhost,S={len(raw)}:2,"
-        path = cur / name
+        path = cur / f"{int(ts)}.M{i:06d}P{pid}.benchhost,S={len(raw)}:2,"
         path.write_bytes(raw)
         os.chown(path, owner.st_uid, owner.st_gid)
         os.utime(path, (ts, ts))  # Dovecot's INTERNALDATE for Maildir is the mtime
         total += len(raw)
-    return total, time.perf_counter() - started
+    return total
 
 
 def index_mailbox(stack: MailStack, expected: int) -> float:
@@ -210,9 +220,10 @@ def index_mailbox(stack: MailStack, expected: int) -> float:
     return time.perf_counter() - started
 
 
-def fill(stack: MailStack, count: int) -> str:
-    """Fill INBOX with `count` messages; returns a one-line description."""
-    size, wrote = fill_maildir(stack, count)
+def fill(stack: MailStack, count: int, end: datetime | None = None) -> str:
+    """Fill INBOX with `count` messages (arrived over 14 days up to `end`, default 5
+    minutes ago); returns a one-line description."""
+    size, wrote = fill_maildir(stack, count, end=end)
     indexed = index_mailbox(stack, count)
     return (f"fill: {count} messages, {size / 1e6:.1f} MB written to Maildir in {wrote:.1f} s, "
             f"Dovecot indexed them in {indexed:.1f} s (SELECT EXISTS={count})")

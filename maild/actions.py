@@ -183,3 +183,31 @@ class AutomationHandler:
         note(session, "auto_replies", "queued", "")
         log_after_commit(session, log, logging.INFO, "ticket #%d: ETA auto-reply queued to %s "
                          "(%s, %s)", ticket.id, plan.reply_to, template.language, plan.eta_text)
+
+
+class HistoryHandler:
+    """Ingest handler for history mail (`maild.history`): the rules set priority, tags,
+    SLA policy and language as for live mail; no auto-reply, no suggestions, no
+    suppression events (history is never a candidate for a reply)."""
+
+    name = "history"
+
+    def __init__(self, automation: Automation, clock: Clock) -> None:
+        self.auto = automation
+        self.clock = clock
+
+    def handle(self, session: Session, stored: StoredMessage, parsed: ParsedMessage) -> None:
+        if stored.outbound or stored.row.auto:
+            return
+        ticket = stored.ticket
+        previous = stored.previous_tickets
+        if previous is None:
+            previous = repo.previous_ticket_count(session, ticket.customer_id, ticket.id)
+        mailbox = session.get_one(Mailbox, ticket.mailbox_id).address
+        plan = plan_message(self.auto, parsed, mailbox=mailbox, is_new=stored.new_ticket,
+                            arrived_at=stored.row.arrived_at, previous_tickets=previous,
+                            now=self.clock.now(), suggest=False,
+                            classification=stored.route.classification if stored.route
+                            else None)
+        apply_plan(session, self.auto, ticket, plan, stored.new_ticket, stored.row.arrived_at,
+                   self.clock.now(), reopened=stored.reopened)

@@ -20,7 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild import smtp
-from maild.actions import AutomationHandler, PlanObserver
+from maild.actions import AutomationHandler, HistoryHandler, PlanObserver
 from maild.auth.base import TokenSource
 from maild.automation import Automation, load_automation
 from maild.calendar import BusinessCalendar
@@ -28,6 +28,7 @@ from maild.classify import ClassifyContext
 from maild.clock import Clock, SystemClock
 from maild.config import Config, MailboxConfig, OAuth2Config, read_secret
 from maild.errors import MailboxError, MaildError
+from maild.history import HistoryLane
 from maild.ingest import Ingestor, MessageHandler
 from maild.locks import mailbox_lock
 from maild.mailbox import ImapSettings, MailboxClient
@@ -35,6 +36,7 @@ from maild.mailbox_send import routed_connections, routed_send
 from maild.metrics import Metrics
 from maild.outbox import OutboxSender, RetryPolicy
 from maild.parse import ParseLimits
+from maild.parsepool import ParsePool
 from maild.poller import Poller
 from maild.pollstate import PollStates
 from maild.routing import RouteContext
@@ -130,7 +132,8 @@ class App:
                         limits=ParseLimits(self.config.limits.max_message_bytes,
                                            self.config.limits.max_mime_parts),
                         reopen_window_days=self.config.sla.reopen_window_days,
-                        routing=self.routing())
+                        routing=self.routing(),
+                        history_handlers=[HistoryHandler(auto, self.clock)] if auto else [])
 
     def routing(self) -> RouteContext:
         """Who is who when mail is classified: our addresses, the agents, the company."""
@@ -226,11 +229,20 @@ class App:
                client_factory: Callable[[], MailboxClient] | None = None) -> Poller:
         mb = self.config.mailboxes[index]
         factory = client_factory or partial(MailboxClient, self.imap_settings(index))
-        return Poller(factory, self.ingestor(mb), inbox=mb.inbox_folder, sent=mb.sent_folder,
+        ingestor = self.ingestor(mb)
+        h = self.config.history
+        history = HistoryLane(ingestor,
+                              max_age=timedelta(hours=self.config.autoreply.max_age_hours),
+                              import_since=mb.import_since, chunk_seconds=h.chunk_seconds,
+                              batch_size=mb.batch_size,
+                              pool=ParsePool(ingestor.limits, h.workers),
+                              progress_seconds=h.progress_seconds)
+        return Poller(factory, ingestor, inbox=mb.inbox_folder, sent=mb.sent_folder,
                       batch_size=mb.batch_size, mark_seen=mb.mark_seen,
                       lock=partial(mailbox_lock, self.engine, mb.address),
                       state=self.polls.mailbox(mb.address, float(mb.poll_seconds)),
-                      observe_batch=partial(self.metrics.observe_batch, mb.address))
+                      observe_batch=partial(self.metrics.observe_batch, mb.address),
+                      history=history)
 
 
 def _sender_and_id(raw: bytes) -> tuple[str, str]:

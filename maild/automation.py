@@ -175,7 +175,8 @@ def plan_message(auto: Automation, parsed: ParsedMessage, *, mailbox: str, is_ne
     if classification is None:
         classification = classify(parsed, GuardContext(own_addresses=auto.own_addresses))
     verdict = verdict_of(classification)
-    language = detect_language(own_words(parsed.text), auto.settings.default_language)
+    language = detect_language(own_words(parsed.text), auto.settings.default_language) \
+        if parsed.language is None else parsed.language or auto.settings.default_language
     facts = MessageFacts(message=parsed, mailbox=mailbox, is_new_ticket=is_new,
                          previous_tickets=previous_tickets, language=language,
                          in_business_hours=auto.calendar.is_open(arrived_at))

@@ -20,6 +20,7 @@ from maild.mailbox import MailboxClient
 from maild.rules import validate_all
 from maild.smtp import login_check
 from maild.store.db import current_revision, head_revision, sqlite_path_problem
+from maild.store.history import history_progress, importing_summary
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,24 @@ def check_database(app: App) -> Iterator[CheckResult]:
     else:
         yield CheckResult("database", False, f"{url} at {current or 'no schema'}, latest is "
                                              f"{head}: run `maild db upgrade`")
+
+
+def check_history(app: App) -> Iterator[CheckResult]:
+    """A first run's history import: "importing history: 42%" while it runs (never a
+    failure: live mail is answered meanwhile), or how much it imported."""
+    try:
+        if current_revision(app.engine) != head_revision():
+            return
+        with app.sessions() as session:
+            summary = importing_summary(session)
+            rows = history_progress(session)
+    except (SQLAlchemyError, MaildError):
+        return  # check_database has said why
+    if summary is not None:
+        yield CheckResult("history", True, f"{summary}; live mail is handled meanwhile")
+    elif rows:
+        yield CheckResult("history", True, f"history imported ({sum(r.total for r in rows):,} "
+                                           "messages)")
 
 
 def check_oauth2(app: App) -> Iterator[CheckResult]:
@@ -159,7 +178,8 @@ def check_command_mail(app: App) -> Iterator[CheckResult]:
 
 
 CHECKS: tuple[Callable[[App], Iterator[CheckResult]], ...] = (
-    check_content, check_database, check_command_mail, check_oauth2, check_imap, check_smtp)
+    check_content, check_database, check_history, check_command_mail, check_oauth2, check_imap,
+    check_smtp)
 
 
 def run_checks(app: App, extra: tuple[Callable[[App], Iterator[CheckResult]], ...] = ()

@@ -75,6 +75,35 @@ def _run_once(args: argparse.Namespace, app: App) -> int:
     return 0
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    """Import history again with another cut-off (older mail `import_since` left out)."""
+    from maild.config import parse_since
+
+    app = _app(args)
+    app.require_schema()
+    try:
+        since = None if args.all else parse_since(args.since, app.clock.now())
+    except ConfigError as exc:
+        raise ConfigError(f"--since: {exc}") from None
+    lines = []
+    for i, mb in enumerate(app.config.mailboxes):
+        poller = app.poller(i)
+        assert poller.history is not None
+        with poller.client_factory().connect() as client:
+            for plan in poller.folders(client):
+                total = poller.history.restart(client, plan.role, plan.name, since)
+                lines.append({"mailbox": mb.address, "folder": plan.name, "messages": total})
+    if args.json:
+        _out(lines)
+        return 0
+    for line in lines:
+        what = "no history lane (all its mail was imported as live mail)" \
+            if line["messages"] is None else f"{line['messages']:,} message(s) of history " \
+            "queued; the next `maild run` (or `run --once`) imports them behind live mail"
+        print(f"{line['mailbox']} {line['folder']}: {what}")
+    return 0
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     from maild.checks import run_checks
 
@@ -313,6 +342,16 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="validate config, rules, macros; try logins")
     check.add_argument("--json", action="store_true")
     check.set_defaults(func=cmd_check)
+
+    imp = sub.add_parser("import", help="import history again, e.g. the older mail that "
+                         "mailbox.import_since left out of the first run")
+    cut = imp.add_mutually_exclusive_group(required=True)
+    cut.add_argument("--since", help="only mail that arrived in this period or from this "
+                     "date: 90d, 12w or YYYY-MM-DD")
+    cut.add_argument("--all", action="store_true", help="all history, however old")
+    imp.add_argument("--now", help="ISO 8601 time to use as the clock")
+    imp.add_argument("--json", action="store_true")
+    imp.set_defaults(func=cmd_import)
 
     rules = sub.add_parser("rules", help="rules").add_subparsers(dest="rules_cmd", required=True)
     rt = rules.add_parser("test", help="dry run of the rules on one .eml file")

@@ -16,6 +16,7 @@ import types
 import typing
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields, replace
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +115,10 @@ class MailboxConfig:
     smtp: SmtpConfig | None = doc("the [mailbox.smtp] table: this mailbox's own SMTP "
                                   "submission (same keys as [smtp]); its replies go out "
                                   "there. Default: [smtp]", default=None)
+    import_since: str | None = doc("first run: import only history that arrived in this "
+                                   "period, e.g. \"90d\", \"12w\" or a date \"2026-01-01\" "
+                                   "(older mail: `maild import --all`); default: all of it",
+                                   default=None)
 
 
 @dataclass(frozen=True)
@@ -274,6 +279,15 @@ class HttpConfig:
 
 
 @dataclass(frozen=True)
+class HistoryConfig:
+    workers: int = doc("processes that parse history mail beside the writer (0 = one per "
+                       "CPU core, 1 = parse in the main process)", default=0)
+    chunk_seconds: float = doc("longest a history chunk runs between two live passes; live "
+                               "mail waits at most about this long", default=0.5)
+    progress_seconds: int = doc("the daemon logs history progress this often", default=30)
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     database: DatabaseConfig
@@ -294,6 +308,7 @@ class Config:
     csat: CsatConfig = CsatConfig()
     escalation: EscalationConfig = EscalationConfig()
     http: HttpConfig = HttpConfig()
+    history: HistoryConfig = HistoryConfig()
 
     def resolve(self, relative: str) -> Path:
         """A path from the config, relative to the config file's directory."""
@@ -332,6 +347,7 @@ SECTIONS: dict[str, type] = {
     "csat": CsatConfig,
     "escalation": EscalationConfig,
     "http": HttpConfig,
+    "history": HistoryConfig,
 }
 
 
@@ -399,6 +415,13 @@ def _check_values(cfg: Config) -> None:
             raise ConfigError(f"{where}: batch_size and poll_seconds must be positive")
         if mb.smtp is not None:
             _check_security(mb.smtp, f"{where}.smtp")
+        if mb.import_since is not None:
+            try:
+                parse_since(mb.import_since, datetime.now(UTC))
+            except ConfigError as exc:
+                raise ConfigError(f"{where}.import_since: {exc}") from None
+    if cfg.history.workers < 0 or cfg.history.chunk_seconds <= 0:
+        raise ConfigError("history: workers must be >= 0 and chunk_seconds positive")
     if cfg.smtp is not None:
         _check_security(cfg.smtp, "smtp")
     addresses = [mb.address.lower() for mb in cfg.mailboxes]
@@ -431,6 +454,20 @@ def _check_values(cfg: Config) -> None:
             raise ConfigError(f"{key}: must be >= 0")
     if cfg.csat.secret_env and cfg.csat.secret_file:
         raise ConfigError("csat: give secret_env or secret_file, not both")
+
+
+def parse_since(text: str, now: datetime) -> datetime:
+    """A history cut-off: "90d" / "12w" before `now`, or a date "YYYY-MM-DD" (UTC)."""
+    value = text.strip().lower()
+    if value[:-1].isdigit() and value[-1:] in ("d", "w") and int(value[:-1]) > 0:
+        days = int(value[:-1]) * (7 if value.endswith("w") else 1)
+        return now - timedelta(days=days)
+    try:
+        day = date.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(f"expected a period such as \"90d\" or \"12w\", or a date "
+                          f"YYYY-MM-DD, got {text!r}") from None
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
 def _check_durations(cfg: Config) -> None:
@@ -680,6 +717,7 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
         csat=build_section(CsatConfig, data.get("csat", {}), "csat"),
         escalation=build_section(EscalationConfig, data.get("escalation", {}), "escalation"),
         http=_http(build_section(HttpConfig, data.get("http", {}), "http")),
+        history=build_section(HistoryConfig, data.get("history", {}), "history"),
     )
     _check_values(cfg)
     return cfg

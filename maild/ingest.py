@@ -35,6 +35,7 @@ from maild.clock import Clock
 from maild.parse import DEFAULT_LIMITS, ParsedMessage, ParseLimits, parse_message
 from maild.routing import RouteContext
 from maild.store import repo
+from maild.store.history import advance_history
 from maild.store.models import FolderState, Quarantine
 from maild.tickets import Incoming, StoredMessage, TicketWriter, log_stored
 
@@ -58,6 +59,12 @@ class BatchResult:
     new_tickets: int = 0
     last_uid: int = 0
     ticket_ids: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Lane:
+    name: str  # live | history | prefetch
+    upto: int | None = None  # history: the cursor after this batch
 
 
 class _MessageFailed(Exception):
@@ -86,7 +93,8 @@ class Ingestor:
                  calendar: BusinessCalendar | None = None,
                  limits: ParseLimits = DEFAULT_LIMITS,
                  reopen_window_days: int | None = None,
-                 routing: RouteContext | None = None) -> None:
+                 routing: RouteContext | None = None,
+                 history_handlers: Sequence[MessageHandler] = ()) -> None:
         self.reopen_window = timedelta(days=reopen_window_days) \
             if reopen_window_days else None
         self.calendar = calendar
@@ -98,6 +106,7 @@ class Ingestor:
         self.routing = routing or RouteContext(self.own, ClassifyContext(own_addresses=self.own))
         self.window = timedelta(days=window_days)
         self.handlers = tuple(handlers)
+        self.history_handlers = tuple(history_handlers)  # history: no reply, draft, command
 
     def mailbox_id(self) -> int:
         with self.sessions.begin() as session:
@@ -108,42 +117,55 @@ class Ingestor:
             return repo.get_folder_state(session, self.mailbox_id(), role)
 
     def ingest_batch(self, role: str, folder: str, uidvalidity: int | None,
-                     items: Sequence[IngestItem], highest_modseq: int | None = None) -> BatchResult:
+                     items: Sequence[IngestItem], highest_modseq: int | None = None, *,
+                     lane: str = "live", upto: int | None = None,
+                     parsed: Sequence[ParsedMessage | Exception] | None = None) -> BatchResult:
         """Store `items` from `folder` (role inbox|sent) and advance its checkpoint.
 
+        `lane`: "live" advances the folder's checkpoint; "history" the folder's history
+        cursor to `upto` (and its progress) instead; "prefetch" (history mail a live reply
+        refers to, `maild.history`) advances neither. History and prefetch run the history
+        handlers. `parsed`: the items already parsed (in worker processes), in order.
         First without a savepoint per message (a savepoint costs two statements and a
         flush of its own); if one message fails, that attempt rolls back whole and the
         batch is stored again with a savepoint per message, quarantining the failure."""
-        parsed = [self._parse(item) for item in items]
+        if parsed is None:
+            parsed = [self._parse(item) for item in items]
+        lane_ = _Lane(lane, upto)
         try:
             return self._store(role, folder, uidvalidity, items, parsed, highest_modseq,
-                               isolate=False)
+                               isolate=False, lane=lane_)
         except _MessageFailed as failed:
             log.warning("%s: storing failed (%s: %s); batch of %d rolled back, storing "
                         "it again message by message", folder, failed.where, failed.__cause__,
                         len(items))
             return self._store(role, folder, uidvalidity, items, parsed, highest_modseq,
-                               isolate=True)
+                               isolate=True, lane=lane_)
 
     def _store(self, role: str, folder: str, uidvalidity: int | None,
                items: Sequence[IngestItem], parsed: Sequence[ParsedMessage | Exception],
-               highest_modseq: int | None, *, isolate: bool) -> BatchResult:
+               highest_modseq: int | None, *, isolate: bool, lane: _Lane) -> BatchResult:
         result = BatchResult()
         with self.sessions.begin() as session:
             mailbox = repo.get_or_create_mailbox(session, self.address, self.clock.now())
             writer = TicketWriter(session, mailbox.id, self.own, self.window, self.calendar,
                                   self.reopen_window, self.routing)
             self._prepare(session, writer, role, items, parsed)
+            handlers = self.handlers if lane.name == "live" else self.history_handlers
             for item, msg in zip(items, parsed, strict=True):
                 if isolate:
-                    self._one(session, writer, role, folder, uidvalidity, item, msg, result)
+                    self._one(session, writer, role, folder, uidvalidity, item, msg, result,
+                              handlers)
                 else:
                     self._one_unisolated(session, writer, role, folder, uidvalidity, item, msg,
-                                         result)
+                                         result, handlers)
                 result.last_uid = max(result.last_uid, item.uid or 0)
             if not isolate:
                 self._flush_batch(session)
-            if uidvalidity is not None:
+            if lane.name == "history":
+                advance_history(session, mailbox.id, role, lane.upto or result.last_uid,
+                                len(items), self.clock.now())
+            elif uidvalidity is not None and lane.name == "live":
                 self._advance(session, mailbox.id, role, folder, uidvalidity,
                               result.last_uid, highest_modseq)
         return result
@@ -161,7 +183,8 @@ class Ingestor:
                 writer = TicketWriter(session, mailbox.id, self.own, self.window, self.calendar,
                                       self.reopen_window, self.routing)
                 self._prepare(session, writer, role, [item], [parsed])
-                stored = self._add(session, writer, role, "(dry run)", None, item, parsed)
+                stored = self._add(session, writer, role, "(dry run)", None, item, parsed,
+                                   self.handlers)
                 session.flush()
                 return look(session, stored)
             finally:
@@ -202,11 +225,12 @@ class Ingestor:
 
     def _one(self, session: Session, writer: TicketWriter, role: str, folder: str,
              uidvalidity: int | None, item: IngestItem, parsed: ParsedMessage | Exception,
-             result: BatchResult) -> None:
+             result: BatchResult, handlers: Sequence[MessageHandler]) -> None:
         """Store one message in its own savepoint; quarantine it if it fails."""
         try:
             with session.begin_nested():
-                stored = self._add(session, writer, role, folder, uidvalidity, item, parsed)
+                stored = self._add(session, writer, role, folder, uidvalidity, item, parsed,
+                                   handlers)
         except OperationalError:
             raise  # the database, not the message, failed: the whole batch rolls back
         except Exception as exc:
@@ -219,10 +243,12 @@ class Ingestor:
 
     def _one_unisolated(self, session: Session, writer: TicketWriter, role: str, folder: str,
                         uidvalidity: int | None, item: IngestItem,
-                        parsed: ParsedMessage | Exception, result: BatchResult) -> None:
+                        parsed: ParsedMessage | Exception, result: BatchResult,
+                        handlers: Sequence[MessageHandler]) -> None:
         """Store one message in the batch's transaction; if it fails, the batch is redone."""
         try:
-            stored = self._add(session, writer, role, folder, uidvalidity, item, parsed)
+            stored = self._add(session, writer, role, folder, uidvalidity, item, parsed,
+                               handlers)
         except OperationalError:
             raise
         except Exception as exc:
@@ -230,8 +256,8 @@ class Ingestor:
         self._count(result, stored, parsed)
 
     def _add(self, session: Session, writer: TicketWriter, role: str, folder: str,
-             uidvalidity: int | None, item: IngestItem, parsed: ParsedMessage | Exception
-             ) -> StoredMessage | None:
+             uidvalidity: int | None, item: IngestItem, parsed: ParsedMessage | Exception,
+             handlers: Sequence[MessageHandler]) -> StoredMessage | None:
         """Store the message and run the handlers; None for a duplicate."""
         if isinstance(parsed, Exception):
             raise parsed
@@ -241,7 +267,7 @@ class Ingestor:
         stored = writer.add(parsed, item.raw, role=role, folder=folder, uidvalidity=uidvalidity,
                             uid=item.uid, internaldate=item.internaldate, now=self.clock.now())
         if stored is not None:
-            for handler in self.handlers:
+            for handler in handlers:
                 handler.handle(session, stored, parsed)
             log_stored(session, stored)  # where it ended, written once committed
         return stored
@@ -277,7 +303,8 @@ class Ingestor:
             mailbox = repo.get_or_create_mailbox(session, self.address, self.clock.now())
             writer = TicketWriter(session, mailbox.id, self.own, self.window, self.calendar,
                                   self.reopen_window, self.routing)
-            stored = self._add(session, writer, role, folder, uidvalidity, item, parsed)
+            stored = self._add(session, writer, role, folder, uidvalidity, item, parsed,
+                               self.handlers)
             then(session, stored)
         return stored
 

@@ -180,6 +180,40 @@ class MailboxClient:
                 out.append(FetchedMessage(uid, raw, _aware(item.get(b"INTERNALDATE"))))
             yield out
 
+    def fetch_range(self, lo: int, hi: int) -> list[FetchedMessage]:
+        """The messages with UIDs lo..hi (those that exist), ascending, without \\Seen."""
+        # a UID set naming each UID: UID FETCH skips those that do not exist
+        data = self._call(self.client.fetch, list(range(lo, hi + 1)), FETCH_ITEMS)
+        return [FetchedMessage(uid, item.get(b"BODY[]") or b"", _aware(item.get(b"INTERNALDATE")))
+                for uid, item in sorted(data.items()) if lo <= uid <= hi]
+
+    def uids_between(self, lo: int, hi: int, since: datetime | None = None) -> list[int]:
+        """UIDs lo..hi of the selected folder (with `since`: that arrived on or after its
+        date, by INTERNALDATE; IMAP compares whole days), ascending."""
+        criteria: list[Any] = ["UID", f"{lo}:{hi}"]
+        if since is not None:
+            criteria += ["SINCE", since.date()]
+        return sorted(u for u in self._call(self.client.search, criteria) if lo <= u <= hi)
+
+    def internaldates(self, uids: Sequence[int]) -> dict[int, datetime | None]:
+        """INTERNALDATE of each of `uids` (the arrival time, no body fetched)."""
+        if not uids:
+            return {}
+        data = self._call(self.client.fetch, list(uids), [b"INTERNALDATE"])
+        return {uid: _aware(item.get(b"INTERNALDATE")) for uid, item in data.items()}
+
+    def search_message_ids(self, ids: Sequence[str], below: int) -> list[int]:
+        """UIDs under `below` whose Message-ID header contains one of `ids` (SEARCH
+        HEADER is a substring match: the caller de-duplicates by Message-ID)."""
+        if not ids or below <= 1:
+            return []
+        criteria: list[Any] = ["UID", f"1:{below - 1}"]
+        for i, msgid in enumerate(ids):
+            if i < len(ids) - 1:
+                criteria.append("OR")
+            criteria += ["HEADER", "Message-ID", msgid]
+        return sorted(u for u in self._call(self.client.search, criteria) if u < below)
+
     def add_flags(self, uids: Sequence[int], flags: Sequence[str]) -> None:
         self._call(self.client.add_flags, list(uids), [f.encode() for f in flags])
 

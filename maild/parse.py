@@ -97,6 +97,9 @@ class ParsedMessage:
     # attached message is one part (its insides belong to that other message).
     part_types: tuple[str, ...] = ()
     attached: tuple[AttachedMessage, ...] = ()
+    # the language of the sender's own words, when a parse worker guessed it already
+    # (`maild.parsepool`): "" = could not tell (use the default); None = not guessed
+    language: str | None = None
 
     def header(self, name: str) -> str | None:
         """First value of header `name` (case-insensitive), or None."""

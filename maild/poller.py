@@ -16,10 +16,12 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
+from functools import partial
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from maild.errors import LoginRefused, MailboxError
+from maild.history import HistoryLane
 from maild.ingest import BatchResult, IngestItem, Ingestor
 from maild.mailbox import MailboxClient
 from maild.pollstate import AUTH_FAILURES_UNHEALTHY, MailboxState
@@ -29,6 +31,9 @@ log = logging.getLogger("maild.poller")
 BACKOFF_START = 1.0
 BACKOFF_MAX = 300.0
 BatchObserver = Callable[[str, float, BatchResult], None]  # (folder role, seconds, result)
+# `run --once` looks at new mail less often during a history import than the daemon
+# (which answers live mail within seconds): larger history batches, less overhead
+ONCE_HISTORY_SECONDS = 5.0
 
 
 @dataclass
@@ -43,6 +48,9 @@ class CycleReport:
     def new_tickets(self) -> int:
         return sum(r.new_tickets for r in self.folders.values())
 
+    history_pending: bool = False  # history left to import after this cycle
+    history_ran: bool = False  # this cycle imported history (new mail may have come meanwhile)
+
 
 @dataclass(frozen=True)
 class FolderPlan:
@@ -56,7 +64,9 @@ class Poller:
                  mark_seen: bool = False,
                  lock: Callable[[], AbstractContextManager[bool]] | None = None,
                  state: MailboxState | None = None,
-                 observe_batch: BatchObserver | None = None) -> None:
+                 observe_batch: BatchObserver | None = None,
+                 history: HistoryLane | None = None) -> None:
+        self.history = history
         self.lock = lock or (lambda: nullcontext(True))
         self.client_factory = client_factory
         self.ingestor = ingestor
@@ -69,6 +79,7 @@ class Poller:
         self.observe_batch = observe_batch
         self._connected = False  # watch(): did the current session complete a cycle?
         self._failures = 0  # watch(): failed attempts since the last good cycle
+        self._on_live: Callable[[CycleReport], None] | None = None  # watch(): its on_cycle
 
     def folders(self, client: MailboxClient) -> list[FolderPlan]:
         sent = self.sent or client.find_special_folder("\\Sent")
@@ -80,12 +91,22 @@ class Poller:
                         "so agent replies count")
         return plans
 
-    def cycle(self, client: MailboxClient, progress: Callable[[str], None] | None = None
-              ) -> CycleReport:
-        """Fetch and ingest everything new in every folder, once."""
+    def cycle(self, client: MailboxClient, progress: Callable[[str], None] | None = None,
+              history_seconds: float | None = None,
+              on_live: Callable[[CycleReport], None] | None = None) -> CycleReport:
+        """Fetch and ingest everything new in every folder, once (and tell `on_live`, so
+        the daemon sends the auto-replies now, not after the history chunk); then import
+        history for up to `history_seconds` (default: the lane's chunk_seconds)."""
         report = CycleReport()
         for plan in self.folders(client):
             report.folders[plan.role] = self._folder(client, plan, progress)
+        on_live = on_live or self._on_live
+        if on_live is not None:
+            on_live(report)
+        if self.history is not None:  # a bounded chunk of history between live passes
+            report.history_pending = self.history.chunk(client, progress, history_seconds)
+            report.folders["history"] = self.history.result
+            report.history_ran = self.history.ran
         return report
 
     def _folder(self, client: MailboxClient, plan: FolderPlan,
@@ -95,15 +116,21 @@ class Poller:
         start = 0
         if state is not None and state.uidvalidity == status.uidvalidity:
             start = state.last_uid
-        elif state is not None:
-            log.warning("%s: UIDVALIDITY %s -> %s: rescanning", plan.name, state.uidvalidity,
-                        status.uidvalidity)
+        else:
+            if state is not None:
+                log.warning("%s: UIDVALIDITY %s -> %s: rescanning", plan.name,
+                            state.uidvalidity, status.uidvalidity)
+            if self.history is not None:  # old mail goes to the history lane
+                start = self.history.split(client, plan.role, status)
         uids = client.uids_above(start)
         total = BatchResult(last_uid=start)
         done = 0
         try:
             for batch in client.fetch(uids, self.batch_size):
                 items = [IngestItem(m.uid, m.raw, m.internaldate) for m in batch]
+                if self.history is not None and \
+                        self.history.prefetch(client, [m.raw for m in batch]):
+                    client.select(plan.name)  # the next FETCH reads this folder again
                 started = time.perf_counter()
                 res = self.ingestor.ingest_batch(plan.role, plan.name, status.uidvalidity,
                                                  items, status.highest_modseq)
@@ -132,8 +159,18 @@ class Poller:
                 log.info("%s: another maild instance holds this mailbox; skipped",
                          self.address)
                 return CycleReport()
-            with self.client_factory().connect() as client:
-                return self.cycle(client, progress)
+            try:
+                with self.client_factory().connect() as client:
+                    report = self.cycle(client, progress, ONCE_HISTORY_SECONDS)
+                    while report.history_pending:  # live passes between history chunks
+                        more = self.cycle(client, progress, ONCE_HISTORY_SECONDS)
+                        for role, res in more.folders.items():
+                            _merge(report.folders.setdefault(role, BatchResult()), res)
+                        report.history_pending = more.history_pending
+                    return report
+            finally:
+                if self.history is not None:
+                    self.history.close()
 
     def watch(self, stop: threading.Event, on_cycle: Callable[[CycleReport], None],
               poll_seconds: float = 60.0, use_idle: bool = True) -> None:
@@ -142,6 +179,14 @@ class Poller:
         Every failure is one log line naming the mailbox and the next attempt; a
         connection that worked resets the backoff, and its return is logged too.
         """
+        try:
+            self._watch(stop, on_cycle, poll_seconds, use_idle)
+        finally:
+            if self.history is not None:
+                self.history.close()  # the parse workers exit with the daemon
+
+    def _watch(self, stop: threading.Event, on_cycle: Callable[[CycleReport], None],
+               poll_seconds: float, use_idle: bool) -> None:
         backoff = BACKOFF_START
         self._failures = 0
         while not stop.is_set():
@@ -205,9 +250,16 @@ class Poller:
                          self.address, self._failures)
             idle = use_idle and client.has_idle()
             while not stop.is_set():
-                on_cycle(self.cycle(client))
+                told: list[CycleReport] = []  # the live part told before the history chunk
+                self._on_live = partial(_tell, told, on_cycle)
+                report = self.cycle(client)
+                if not told:
+                    on_cycle(report)
                 self.state.succeeded()
                 self._connected, self._failures = True, 0
+                if report.history_pending or report.history_ran:
+                    continue  # straight on: a live pass (mail that came during the chunk:
+                    # IDLE would not report it), then the next history chunk if any
                 left = client.seconds_until_renewal()
                 if left is not None and left <= 0:
                     log.debug("%s: OAuth2 token due for renewal: logging in afresh",
@@ -228,6 +280,12 @@ class Poller:
             if client.idle_wait(step):
                 return
             waited += step
+
+
+def _tell(told: list[CycleReport], on_cycle: Callable[[CycleReport], None],
+          report: CycleReport) -> None:
+    told.append(report)
+    on_cycle(report)
 
 
 def _first_line(exc: BaseException) -> str:

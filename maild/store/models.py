@@ -81,6 +81,28 @@ class FolderState(Base):
     updated_at: Mapped[datetime]
 
 
+class HistoryImport(Base):
+    """The history lane of one folder (`maild.history`): mail below `boundary_uid` that
+    was in the folder when maild first saw it, imported oldest first behind live mail.
+    Every history UID <= `cursor_uid` is stored; `done`/`total` are its progress."""
+
+    __tablename__ = "history_imports"
+    __table_args__ = (UniqueConstraint("mailbox_id", "role"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailboxes.id"))
+    role: Mapped[str] = mapped_column(String(16))  # inbox | sent
+    folder: Mapped[str] = mapped_column(String(255))
+    uidvalidity: Mapped[int] = mapped_column(BigInteger)
+    boundary_uid: Mapped[int] = mapped_column(BigInteger)  # history: UIDs below it
+    cursor_uid: Mapped[int] = mapped_column(BigInteger, default=0)
+    since: Mapped[datetime | None]  # only mail that arrived on/after this (import_since)
+    total: Mapped[int] = mapped_column(BigInteger, default=0)
+    done: Mapped[int] = mapped_column(BigInteger, default=0)
+    started_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+
+
 class Customer(Base):
     __tablename__ = "customers"
     id: Mapped[int] = mapped_column(primary_key=True)

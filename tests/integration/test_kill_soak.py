@@ -108,7 +108,7 @@ def _mail(frm: str, subject: str, msgid: str, body: str, extra: str = "") -> byt
             f"Content-Type: text/plain; charset=utf-8\r\n{extra}\r\n{body}\r\n").encode()
 
 
-def make_corpus(rng: random.Random, total: int) -> Corpus:
+def make_corpus(rng: random.Random, total: int, tag: str = "") -> Corpus:
     c = Corpus()
     subjects: dict[str, tuple[str, str]] = {}
     for i in range(total):
@@ -116,22 +116,22 @@ def make_corpus(rng: random.Random, total: int) -> Corpus:
         if c.new and roll < 0.12:  # a customer writes again in an existing thread
             root = rng.choice(c.new)
             frm, subject = subjects[root]
-            mid = f"<soak-f{i}@example.org>"
+            mid = f"<soak{tag}-f{i}@example.org>"
             extra = f"In-Reply-To: {root}\r\nReferences: {root}\r\n"
             c.raws.append(_mail(frm, f"Re: {subject}", mid, "Any news on this, please?", extra))
             c.followups[mid] = root
         elif roll > 0.97:  # a machine: it gets a ticket but never a reply
-            mid = f"<soak-m{i}@lists.example>"
+            mid = f"<soak{tag}-m{i}@lists.example>"
             c.raws.append(_mail(f"Robot {i} <robot{i}@lists.example>", f"Notification {i}",
                                 mid, "This is an automatic notification.",
                                 rng.choice(MACHINE_HEADERS)))
             c.machines.append(mid)
         else:
-            mid = f"<soak-n{i}@example.org>"
-            frm = f"Customer {i} <customer{i}@example.org>"
+            mid = f"<soak{tag}-n{i}@example.org>"
+            frm = f"Customer {i} <customer{tag}{i}@example.org>"
             subject = f"Question {i}: {rng.choice(TOPICS)}"
             subjects[mid] = (frm, subject)
-            c.customer[mid] = f"customer{i}@example.org"
+            c.customer[mid] = f"customer{tag}{i}@example.org"
             c.raws.append(_mail(frm, subject, mid, f"Hello, {subject.split(': ')[1]}. "
                                 "Could you help me with this? Thanks, customer."))
             c.new.append(mid)
@@ -360,6 +360,90 @@ def test_sigkill_soak(imap_account: ImapAccount, db_url: str, smtp_sink: SmtpSin
         # resends that one message; a kill mid-copy re-APPENDs at most one chunk to Sent.
         assert raw_dupes <= kills
         assert sum(n - 1 for n in sent_copies.values()) <= SENT_COPY_CHUNK * kills
+    finally:
+        zygote.close()
+        db.engine.dispose()
+
+
+HISTORY_TOTAL = 400
+HISTORY_KILLS = {"sqlite": 10, "postgresql": 6}
+LIVE_TOTAL = 30
+
+
+def history_corpora(rng: random.Random) -> tuple[Corpus, Corpus, Corpus]:
+    """(history, live, expected): 400 mails that arrived 5 days ago (all history), and
+    30 live ones among which 5 replies to history conversations. `expected` is what
+    check_tickets and check_replies read: the history's conversations are due no reply
+    (listed with the machines: a ticket each, nothing sent), the live ones one each."""
+    history, live = make_corpus(rng, HISTORY_TOTAL, "h"), make_corpus(rng, LIVE_TOTAL, "l")
+    for i, root in enumerate(rng.sample(history.new, 5)):
+        mid = f"<soakl-r{i}@example.org>"
+        live.raws.append(_mail(f"Customer <{history.customer[root]}>", "Re: my question", mid,
+                               "Any news? I wrote a while ago.",
+                               f"In-Reply-To: {root}\r\nReferences: {root}\r\n"))
+        live.followups[mid] = root
+    expected = Corpus(new=list(live.new),
+                      machines=[*history.new, *history.machines, *live.machines],
+                      followups={**history.followups, **live.followups},
+                      customer=dict(live.customer))
+    return history, live, expected
+
+
+@pytest.mark.slow
+def test_sigkill_soak_during_history_import(imap_account: ImapAccount, db_url: str,
+                                            smtp_sink: SmtpSink, tmp_path: Path) -> None:
+    """Issue 17: kills while a first run imports history (and live mail arrives in the
+    middle of it): nothing lost, nothing stored twice, the history checkpoint ends
+    complete, live replies to old conversations join them, each live mail is answered
+    once and no history mail is answered."""
+    seed = int(os.environ.get("MAILD_SOAK_SEED", DEFAULT_SEED))
+    backend = "sqlite" if db_url.startswith("sqlite") else "postgresql"
+    kills = HISTORY_KILLS[backend]
+    print(f"\nhistory kill soak: seed={seed} backend={backend} kills={kills}")
+    rng = random.Random(seed)
+    history, live, expected = history_corpora(rng)
+    old = datetime.now(UTC) - timedelta(days=5)
+    append(imap_account, "INBOX", [(raw, old + timedelta(seconds=i))
+                                   for i, raw in enumerate(history.raws)])
+    config = tmp_path / "maild.toml"
+    config.write_text(maild_config_text(
+        address=imap_account.address, imap_port=imap_account.port,
+        ca_file=imap_account.ca_file, db_url=db_url, password_env=PASSWORD_ENV,
+        smtp_port=smtp_sink.port, batch_size=BATCH, autoreply_extra=AUTORELAX,
+        extra="[history]\nchunk_seconds = 0.2\n"))
+    run_maild(config, imap_account, "db", "upgrade")
+    db = Db(db_url)
+    zygote = Zygote(config, imap_account)
+    log: list[Kill] = []
+    try:
+        while sum(not k.exited_first for k in log) < kills and len(log) < 2 * kills:
+            landed = sum(not k.exited_first for k in log)
+            if landed == kills // 2 and not any(k.trigger == "live" for k in log):
+                append(imap_account, "INBOX", [(raw, None) for raw in live.raws])
+                log.append(Kill("run", "live", 0, exited_first=True))  # a marker, no kill
+            stored = db.scalar("SELECT count(*) FROM messages WHERE direction = 'in'")
+            share = max(2, (HISTORY_TOTAL - stored) // (kills - landed + 1))
+            kill = Kill(rng.choice(("run", "once")), "stored", rng.randint(1, share),
+                        round(rng.uniform(0, 0.3), 2))
+            _kill_one(zygote, kill, db, smtp_sink, timeout=60.0)
+            log.append(kill)
+        for i, k in enumerate(log):
+            print(f"  {i + 1:2}: {k.mode:4} {k.trigger:6} {k.amount:<4} +{k.jitter:<5} -> "
+                  f"stored {k.stored_at_kill:3}{' (exited first)' if k.exited_first else ''}")
+        db.wait_lock_free(imap_account.address)
+        if not any(k.trigger == "live" for k in log):
+            append(imap_account, "INBOX", [(raw, None) for raw in live.raws])
+        later = (datetime.now(UTC) + timedelta(minutes=11)).isoformat()
+        zygote.run("run", "--once", "--now", later)
+        sent = len(smtp_sink.messages)
+        zygote.run("run", "--once", "--now", later)
+        assert len(smtp_sink.messages) == sent, "a clean rerun sent mail again"
+        check_tickets(db, expected)
+        raw_dupes = check_replies(smtp_sink, expected, imap_account.address)
+        assert raw_dupes <= kills
+        assert db.rows("SELECT done, total, finished_at IS NOT NULL FROM history_imports "
+                       "WHERE role = 'inbox'") == [(HISTORY_TOTAL, HISTORY_TOTAL, True)]
+        assert sum(not k.exited_first for k in log) >= kills // 2, "kills must land mid-run"
     finally:
         zygote.close()
         db.engine.dispose()

@@ -1,0 +1,76 @@
+"""A database that scales: the queries people wait for, on a database of N messages.
+
+Fills a fresh PostgreSQL schema (or SQLite file) with the data set of bench.scheduler
+(N open tickets with their messages, an ETA auto-reply for most, agent replies, events,
+plus N/10 solved tickets) by bulk inserts, then times, each once in a transaction
+rolled back: `maild stats` for the last 30 days (`compute_stats`), `maild tickets list`
+(`list_tickets`, the first 100 and all), the once-a-minute SLA check (`check_sla`,
+steady state), and prints this process's peak RSS (VmHWM). Target: each query <= 1 s.
+The issue's figure is `--messages 1000000`; the default is small for routine runs.
+It does not import mail through maild: `bench.history` measures the import (and its RSS).
+
+    .venv/bin/python -m bench.backfill                      # 20,000 tickets, PostgreSQL
+    .venv/bin/python -m bench.backfill --messages 1000000
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import text
+
+from bench.common import database, log_to_file, make_parser, parse, proc_status_mb, verdict
+from bench.scheduler import CALENDAR, committed, populate, timed
+from maild.report import compute_stats
+from maild.sla import check_sla
+from maild.store.db import make_engine, upgrade
+from maild.views import list_tickets
+
+TARGET = 1.0
+
+
+def one_backend(kind: str, count: int, tmp: Path) -> bool:
+    with database(kind, tmp) as url:
+        engine = make_engine(url)
+        upgrade(engine)
+        now = datetime.now(UTC).replace(microsecond=0)
+        load_s = populate(engine, count, now)
+        messages = timed(engine, lambda s: s.execute(
+            text("SELECT count(*) FROM messages")).scalar())
+        committed(engine, lambda s: check_sla(s, now))  # the steady state: past due flagged
+        figures = {
+            "stats (30 days)": timed(engine, lambda s: compute_stats(
+                s, CALENDAR, now - timedelta(days=30), now, now)),
+            "tickets list (first 100)": timed(engine, lambda s: list_tickets(s, None, 100)),
+            "tickets list (all)": timed(engine, lambda s: list_tickets(s)),
+            "SLA check (once a minute)": timed(engine, lambda s: check_sla(s, now)),
+        }
+        engine.dispose()
+    print(f"backfill {kind}: {count:,} open + {count // 10:,} solved tickets, "
+          f"{messages[1]:,} messages, loaded in {load_s:.0f} s; peak RSS of this process "
+          f"{proc_status_mb('VmHWM'):.0f} MB", flush=True)
+    ok = True
+    for label, (seconds, _result) in figures.items():
+        met = seconds <= TARGET
+        ok &= met or label == "tickets list (all)"
+        print(f"backfill {kind}: {label} {seconds:.3f} s (target <= {TARGET:.0f} s"
+              f"{'; an unbounded list grows with N, reported only' if 'all' in label else ''})"
+              f" {verdict(met)}", flush=True)
+    return ok
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse(make_parser(__doc__.splitlines()[0], default=20000, quick=2000,
+                             backends="postgresql"), argv)
+    with tempfile.TemporaryDirectory(prefix="maild-backfill-") as tmp:
+        log_to_file(Path(tmp) / "maild.log")
+        ok = [one_backend(kind, args.messages, Path(tmp)) for kind in args.backends]
+    return 0 if all(ok) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""Parse fetched mail in worker processes while the main process fetches and writes.
+
+History import is bound by parsing (mail-parser is pure Python): `ParsePool`
+hands each batch's raw bytes to a process pool and gives back, in order, one
+`ParsedMessage` (or the exception, as text) per message. With one worker, or if
+the pool breaks, it parses in the calling process instead: slower, never lost.
+Workers also guess each message's language (fastText, a pure function of the
+text), which the rules would otherwise do in the writer's process. This module
+knows nothing about IMAP, tickets or the database.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+from collections.abc import Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import replace
+
+from maild.language import detect_language, own_words
+from maild.parse import DEFAULT_LIMITS, ParsedMessage, ParseLimits, parse_message
+
+log = logging.getLogger("maild.parsepool")
+
+Parsed = ParsedMessage | Exception
+
+
+def parse_all(raws: Sequence[bytes], limits: ParseLimits = DEFAULT_LIMITS,
+              language: bool = False) -> list[Parsed]:
+    """Parse each message (with `language`: and guess its language, `ParsedMessage.
+    language`); an exception (parse_message never raises; if it did) is kept in its
+    place as a RuntimeError naming it, so the writer quarantines that one."""
+    out: list[Parsed] = []
+    for raw in raws:
+        try:
+            parsed = parse_message(raw, limits)
+            if language:
+                parsed = replace(parsed, language=detect_language(own_words(parsed.text), ""))
+            out.append(parsed)
+        except Exception as exc:
+            out.append(RuntimeError(f"{type(exc).__name__}: {exc}"))
+    return out
+
+
+def default_workers() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
+        os.cpu_count() or 1
+
+
+class ParsePool:
+    """Worker processes for parsing, started on first use and stopped by `close`."""
+
+    def __init__(self, limits: ParseLimits = DEFAULT_LIMITS, workers: int = 0) -> None:
+        self.limits = limits
+        self.workers = workers or default_workers()
+        self._pool: ProcessPoolExecutor | None = None
+
+    def submit(self, raws: Sequence[bytes]) -> Future[list[Parsed]]:
+        if self.workers > 1:
+            try:
+                return self._executor().submit(parse_all, list(raws), self.limits, True)
+            except (BrokenProcessPool, RuntimeError, OSError) as exc:
+                self._broken(exc)
+        done: Future[list[Parsed]] = Future()
+        done.set_result(parse_all(raws, self.limits))
+        return done
+
+    def result(self, future: Future[list[Parsed]], raws: Sequence[bytes]) -> list[Parsed]:
+        """The parsed batch; parsed here if its worker died."""
+        try:
+            return future.result()
+        except (BrokenProcessPool, OSError) as exc:
+            self._broken(exc)
+            return parse_all(raws, self.limits)
+
+    def _executor(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            # spawn, not fork: the daemon has threads (pollers, scheduler) and a fork
+            # would copy their locks mid-use
+            self._pool = ProcessPoolExecutor(self.workers,
+                                             mp_context=multiprocessing.get_context("spawn"))
+        return self._pool
+
+    def _broken(self, exc: BaseException) -> None:
+        log.warning("parse workers failed (%s); parsing in the main process from now on", exc)
+        self.close()
+        self.workers = 1
+
+    def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
