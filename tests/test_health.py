@@ -106,7 +106,7 @@ def test_health_of_an_idle_instance_and_a_failing_check(tmp_path: Path) -> None:
     upgrade(app.engine)
     ok, body = health(app)
     assert ok and body["status"] == "ok"
-    assert [c["name"] for c in body["checks"]] == ["database", "outbox"]
+    assert [c["name"] for c in body["checks"]] == ["database", "outbox", "history"]
 
     def importing(_app: object) -> Iterable[Check]:
         yield Check("history import", False, "importing history: 42%")
@@ -114,6 +114,28 @@ def test_health_of_an_idle_instance_and_a_failing_check(tmp_path: Path) -> None:
     assert not ok and body["reasons"] == ["history import: importing history: 42%"]
     assert app.metrics.registry.get_sample_value("maild_tickets", {"status": "new"}) == 0
     assert app.metrics.registry.get_sample_value("maild_database_up") == 1
+
+
+def test_a_history_import_shows_its_progress_and_stays_healthy(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from maild.config import load_config
+    from maild.store import repo
+    from maild.store.models import HistoryImport
+
+    app = build_app(load_config(minimal_config(tmp_path)))
+    upgrade(app.engine)
+    now = datetime(2026, 12, 1, 12, tzinfo=UTC)
+    with app.sessions.begin() as s:
+        mb = repo.get_or_create_mailbox(s, "s@example.com", now)
+        s.add(HistoryImport(mailbox_id=mb.id, role="inbox", folder="INBOX", uidvalidity=1,
+                            boundary_uid=1001, cursor_uid=420, total=1000, done=420,
+                            started_at=now, updated_at=now))
+    ok, body = health(app)
+    assert ok, body
+    [history] = [c for c in body["checks"] if c["name"] == "history"]
+    assert history == {"name": "history", "ok": True,
+                       "detail": "importing history: 42% (420 of 1,000 messages)"}
 
 
 @pytest.mark.parametrize("listen", ["9465", "localhost", "localhost:0", ":9465", "h:99999"])
