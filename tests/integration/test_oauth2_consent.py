@@ -388,10 +388,10 @@ def test_imap_login_with_oauthbearer_where_the_server_offers_only_that(
     assert "method=XOAUTH2" not in log
 
 
-@pytest.mark.slow
-def test_daemon_renews_5_second_tokens_from_the_refresh_token(
-        oauth_dovecot: DovecotServer, token_server: TokenServer, sink: SmtpSink,
-        sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def short_token_setup(oauth_dovecot: DovecotServer, token_server: TokenServer, sink: SmtpSink,
+                      sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                      ) -> tuple[Consent, list[ImapAccount], ImapAccount, int]:
+    """A device-code login, a migrated database, 5-second tokens and two customers."""
     c = microsoft_consent(oauth_dovecot, token_server, sqlite_url, sink, tmp_path)
     device_code_login(c, token_server, c.address)
     maild(c, "db", "upgrade")
@@ -401,6 +401,15 @@ def test_daemon_renews_5_second_tokens_from_the_refresh_token(
     account = ImapAccount(c.address, "", "localhost", oauth_dovecot.imap_port, 0,
                           oauth_dovecot.ca_file)
     before = len(sink.messages)
+    return c, customers, account, before
+
+
+@pytest.mark.slow
+def test_daemon_renews_5_second_tokens_from_the_refresh_token(
+        oauth_dovecot: DovecotServer, token_server: TokenServer, sink: SmtpSink,
+        sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    c, customers, account, before = short_token_setup(
+        oauth_dovecot, token_server, sink, sqlite_url, tmp_path, monkeypatch)
     with Daemon(c.config, account) as daemon:
         for i, customer in enumerate(customers):
             if i:
@@ -424,15 +433,8 @@ def test_daemon_renews_5_second_tokens_from_the_refresh_token(
 def test_daemon_reports_a_revoked_grant_and_recovers_after_a_new_login(
         oauth_dovecot: DovecotServer, token_server: TokenServer, sink: SmtpSink,
         sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    c = microsoft_consent(oauth_dovecot, token_server, sqlite_url, sink, tmp_path)
-    device_code_login(c, token_server, c.address)
-    maild(c, "db", "upgrade")
-    monkeypatch.setattr(token_server, "lifetime", 5)
-    customers = [oauth_dovecot.create_account(prefix="customer", domain="example.org")
-                 for _ in range(2)]
-    account = ImapAccount(c.address, "", "localhost", oauth_dovecot.imap_port, 0,
-                          oauth_dovecot.ca_file)
-    before = len(sink.messages)
+    c, customers, account, before = short_token_setup(
+        oauth_dovecot, token_server, sink, sqlite_url, tmp_path, monkeypatch)
     with Daemon(c.config, account) as daemon:
         oauth_dovecot.deliver(c.address, customer_mail(
             customers[0].address, c.address, "First", f"<v0-{c.client_id}@x>"))
