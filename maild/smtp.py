@@ -29,7 +29,7 @@ import aiosmtplib
 from maild.addresses import usable_address
 from maild.auth.base import TokenSource
 from maild.errors import AuthError, SendError
-from maild.mailbox import security_hint, tls_context
+from maild.mailbox import CONNECT_TIMEOUT, security_hint, tls_context
 from maild.sending import Refusal, SendFn, SendResult
 
 SMTPUTF8_UNSUPPORTED = "smtputf8-unsupported"
@@ -53,6 +53,11 @@ def _client(s: SmtpSettings) -> aiosmtplib.SMTP:
     return aiosmtplib.SMTP(hostname=s.host, port=s.port, use_tls=s.security == "tls",
                            start_tls=s.security == "starttls", timeout=s.timeout,
                            tls_context=tls_context(s.ca_file) if s.security != "none" else None)
+
+
+def _connect_timeout(s: SmtpSettings) -> float:
+    """TCP, TLS, the greeting and STARTTLS within this: a wrong port fails fast."""
+    return min(CONNECT_TIMEOUT, s.timeout)
 
 
 def _where(s: SmtpSettings) -> str:
@@ -175,7 +180,7 @@ class SmtpConnection:
             return self._smtp
         self._smtp = None
         smtp = _client(self.s)
-        await smtp.connect()
+        await smtp.connect(timeout=_connect_timeout(self.s))
         try:
             await _login(smtp, self.s)
         except BaseException:
@@ -216,7 +221,8 @@ def _failure(s: SmtpSettings, exc: BaseException) -> BaseException:
         # password must not fail every queued reply for good); retried with backoff
         return SendError(f"{_where(s)}: {exc.code} {exc.message}", connection_lost=True)
     if isinstance(exc, (TimeoutError, aiosmtplib.SMTPException, OSError)):
-        hint = security_hint(s.security, s.port, exc, service="SMTP", wait=s.timeout)
+        hint = security_hint(s.security, s.port, exc, service="SMTP",
+                             wait=_connect_timeout(s))
         return SendError(f"{_where(s)}: {type(exc).__name__}: {exc}{hint}",
                          connection_lost=True)
     return exc
@@ -239,7 +245,7 @@ def login_check(s: SmtpSettings) -> str:
     """Connect, (STARTTLS,) log in and quit; returns a short description."""
     async def probe() -> str:
         smtp = _client(s)
-        await smtp.connect()
+        await smtp.connect(timeout=_connect_timeout(s))
         try:
             await _login(smtp, s)
             return f"{_where(s)}: connected ({s.security})" + (
@@ -251,6 +257,5 @@ def login_check(s: SmtpSettings) -> str:
     except AuthError as exc:
         raise SendError(f"{_where(s)}: {exc}") from None
     except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
-        raise SendError(f"{_where(s)}: {type(exc).__name__}: {exc}"
-                        f"{security_hint(s.security, s.port, exc, service='SMTP', wait=s.timeout)}"
-                        ) from None
+        hint = security_hint(s.security, s.port, exc, service="SMTP", wait=_connect_timeout(s))
+        raise SendError(f"{_where(s)}: {type(exc).__name__}: {exc}{hint}") from None

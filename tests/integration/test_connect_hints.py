@@ -61,3 +61,19 @@ def test_smtp_tls_on_a_plain_port_names_the_mismatch(smtp_sink: SmtpSink) -> Non
     message = str(failed.value)
     assert f"the server did not answer TLS on port {smtp_sink.port}" in message, message
     assert 'For port 587 use security = "starttls"' in message
+
+
+def test_smtp_starttls_on_an_implicit_tls_port_fails_within_the_connect_timeout(
+        imap_account: ImapAccount) -> None:
+    """Dovecot's IMAPS port waits for a TLS ClientHello, as an SMTPS port (465) does: a
+    client expecting a plain greeting gives up after the connect timeout, not its 30 s."""
+    settings = SmtpSettings("localhost", imap_account.imaps_port, "starttls", None, None,
+                            str(imap_account.ca_file), timeout=30.0)
+    started = time.monotonic()
+    with pytest.raises(SendError) as failed:
+        login_check(settings)
+    took = time.monotonic() - started
+    assert CONNECT_TIMEOUT - 1 <= took < CONNECT_TIMEOUT + 5, took
+    message = str(failed.value)
+    assert f"SMTP localhost:{imap_account.imaps_port}" in message
+    assert "greeting within 10 s" in message and "starttls" in message, message
