@@ -7,8 +7,9 @@ out-of-office, a bounce, a mailing list, a noreply sender) and agent replies
 in Sent, runs `maild db upgrade` and `maild run --once`, then shows the
 tickets, the ETA auto-replies that went out, those suppressed and why, the
 macro suggestions and SLA status, then bounces one ETA reply (a mistyped
-address) and shows the delivery failure on its ticket, and writes a digest
-preview as HTML.
+address) and shows the delivery failure on its ticket, then has an agent solve a
+ticket: the CSAT survey goes out after the reply, the customer clicks "5" and maild
+records the answer (no reply to it), and writes a digest preview as HTML.
 Everything lives in a temp dir (or --out) and is torn down at the end. Run it with scripts/demo.sh.
 """
 
@@ -16,24 +17,34 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import email.policy
+import email.utils
 import io
 import json
 import os
+import re
 import sys
 import tempfile
+import tomllib
+from datetime import datetime, timedelta
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
+from zoneinfo import ZoneInfo
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from devstack.dovecot import DovecotServer, make_workdir  # noqa: E402
 from devstack.maildconfig import maild_config_text  # noqa: E402
-from devstack.smtpsink import SmtpSink  # noqa: E402
+from devstack.smtpsink import ReceivedMessage, SmtpSink  # noqa: E402
 from maild.cli import main as maild  # noqa: E402
 from tests.corpus.loader import load_corpus  # noqa: E402
 
 SUPPORT = "support@example.com"
+SURVEY_TICKET = "3"  # Sophie's jacket exchange, answered: the agent solves it
+SURVEY_COMMENT = "Quick and friendly, thank you!"
 MACHINES = [
     ("Bob Stone <bob@corp.example>", "Automatic reply: Invoice question",
      "Auto-Submitted: auto-generated\r\nX-Auto-Response-Suppress: All\r\n",
@@ -155,17 +166,22 @@ def dsn(to: str, message_id: str, subject: str) -> bytes:
     return "\r\n".join(parts).encode()
 
 
-def bounce_last_reply(cfg: Path, dovecot: DovecotServer, sink: SmtpSink) -> None:
-    """The last ETA reply bounces (a mistyped address): maild puts that on its ticket."""
+def append_to_inbox(dovecot: DovecotServer, raw: bytes) -> None:
+    """Mail arriving in the support INBOX (appended over IMAP, as `feed` does)."""
     import imapclient
 
-    reply = sink.messages[-1].parsed()
-    to, ticket = sink.messages[-1].rcpt_tos[0], reply["Subject"].rsplit("[#", 1)[1].rstrip("]")
     client = imapclient.IMAPClient(dovecot.host, port=dovecot.imap_port, ssl=False)
     client.starttls(__import__("ssl").create_default_context(cafile=str(dovecot.ca_file)))
     client.login(SUPPORT, "demo")
-    client.append("INBOX", dsn(to, reply["Message-ID"], reply["Subject"]), (), None)
+    client.append("INBOX", raw, (), None)
     client.logout()
+
+
+def bounce_last_reply(cfg: Path, dovecot: DovecotServer, sink: SmtpSink) -> None:
+    """The last ETA reply bounces (a mistyped address): maild puts that on its ticket."""
+    reply = sink.messages[-1].parsed()
+    to, ticket = sink.messages[-1].rcpt_tos[0], reply["Subject"].rsplit("[#", 1)[1].rstrip("]")
+    append_to_inbox(dovecot, dsn(to, reply["Message-ID"], reply["Subject"]))
     cli(cfg, "run", "--once", "--json", "--now", "2026-11-13T07:05:00Z")
     shown = cli(cfg, "tickets", "show", ticket, "--json")
     for e in shown["events"]:
@@ -175,6 +191,68 @@ def bounce_last_reply(cfg: Path, dovecot: DovecotServer, sink: SmtpSink) -> None
     print(f"  #{ticket} is still {shown['status']}; the bounce is on it as "
           f"{shown['messages'][-1]['kind']} mail, not a new ticket "
           f"({len(cli(cfg, 'tickets', 'list', '--json'))} tickets listed)")
+
+
+def answer_mail(customer: str, name: str, subject: str) -> bytes:
+    """What the customer's mail client sends when they click a survey link, plus a comment."""
+    msg = EmailMessage()
+    msg["From"] = email.utils.formataddr((name, customer))
+    msg["To"], msg["Subject"] = SUPPORT, subject
+    msg["Message-ID"], msg["Date"] = "<csat-answer@demo.example>", email.utils.formatdate()
+    msg.set_content(f"{SURVEY_COMMENT}\n")
+    return msg.as_bytes(policy=email.policy.SMTP)
+
+
+def survey_links(sink: SmtpSink, since: int) -> tuple[ReceivedMessage, dict[str, str]]:
+    """The survey mail among the sink's messages from index `since`, and its links by
+    the subject they open (`Survey [#3] csat=5 key=...`)."""
+    for m in sink.messages[since:]:
+        body = m.parsed().get_body(("plain",))
+        urls = re.findall(r"mailto:\S+", body.get_content() if body else "")
+        links = {unquote(u.split("?subject=", 1)[1]): u for u in urls if "?subject=" in u}
+        if any("csat=5" in subject.split() for subject in links):
+            return m, links
+    raise SystemExit("no survey mail reached the SMTP sink")
+
+
+def survey_round_trip(cfg: Path, out: Path, dovecot: DovecotServer, sink: SmtpSink) -> None:
+    """An agent solves a ticket, the survey goes out after the reply, the customer clicks
+    "5" and maild records it. On the real clock: `maild reply` queues at the current time."""
+    tid = SURVEY_TICKET
+    ticket = cli(cfg, "tickets", "show", tid, "--json")
+    before = len(sink.messages)
+    cli(cfg, "reply", tid, "--macro", "resolved", "--send")
+    reply_run = cli(cfg, "run", "--once", "--json")  # the reply goes out (and into Sent)
+    survey_run = cli(cfg, "run", "--once", "--json")  # its Sent copy is read: the survey
+    survey, links = survey_links(sink, before)
+    [five] = [subject for subject in links if "csat=5" in subject.split()]
+    name = ticket["messages"][0]["from_name"] or ""
+    append_to_inbox(dovecot, answer_mail(ticket["customer"], name, five))
+    at_sink = len(sink.messages)
+    answer_run = cli(cfg, "run", "--once", "--json")
+    shown = cli(cfg, "tickets", "show", tid, "--json")
+    [csat] = [e for e in shown["events"] if e["kind"] == "csat"]
+    zone = ZoneInfo(tomllib.loads(cfg.read_text())["sla"]["timezone"])
+    day = datetime.fromisoformat(csat["at"].replace("Z", "+00:00")).astimezone(zone).date()
+    stats = cli(cfg, "stats", "--since", str(day), "--until", str(day + timedelta(days=1)),
+                "--json")
+    cli(cfg, "digest", "--date", str(day), "--preview", "--out", str(out / "digest"))
+    digest = (out / "digest" / f"digest-{day}.txt").read_text()
+    step(f"satisfaction survey: sent to {survey.rcpt_tos[0]}, answered csat={csat['score']} "
+         f"(maild reply {tid} --macro resolved --send)")
+    print(f"  #{tid} solved; maild run --once sent the reply ({reply_run['sent']} sent), the next "
+          f"run read its Sent copy and sent the survey ({survey_run['sent']} sent)")
+    print(f"  survey at the SMTP sink: \"{survey.parsed()['Subject']}\" to {survey.rcpt_tos[0]}, "
+          f"{sum('csat=' in s for s in links)} mailto: links (csat=1..5, opt-out)")
+    print(f"  the customer clicks \"5\" and adds a line: a mail to {SUPPORT}, "
+          f"subject \"{five[:36]}…\"")
+    print(f"  maild run --once: stored {answer_run['stored']}, sent {answer_run['sent']} "
+          f"({at_sink} mails at the sink before, {len(sink.messages)} after: no reply to it)")
+    print(f"  maild tickets show {tid}: csat score {csat['score']}, "
+          f"comment \"{csat['comment']}\"; still {shown['status']}")
+    print(f"  maild stats --json: \"csat\": {json.dumps(stats['csat'])}")
+    print(f"  maild digest --date {day}: " + next(
+        ln.strip("- ").strip() for ln in digest.splitlines() if "Satisfaction (CSAT)" in ln))
 
 
 def run(out: Path) -> None:
@@ -196,6 +274,7 @@ def run(out: Path) -> None:
         show(cfg, sink)
         step("a customer's address bounces: maild records it on the ticket (maild tickets show)")
         bounce_last_reply(cfg, dovecot, sink)
+        survey_round_trip(cfg, out, dovecot, sink)
         step("the managers' daily digest for Tuesday 3 November (maild digest --preview)")
         print("    " + cli(cfg, "digest", "--date", "2026-11-03", "--preview", "--out",
                            str(out / "digest"), "--now", "2026-11-04T06:00:00Z").strip())

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
+import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 
-from tests.integration.stack import REPO
+from tests.integration.stack import REPO, maild_cmd
 
 pytestmark = pytest.mark.integration
 
@@ -34,6 +37,35 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert "the bounce is on it as bounce mail, not a new ticket (13 tickets listed)" in out
     assert "suggest: " in out and (tmp_path / "maild.db").exists()
     assert (tmp_path / "digest" / "digest-2026-11-03.html").exists()
+    _assert_survey_round_trip(out, tmp_path)
+
+
+def _assert_survey_round_trip(out: str, tmp_path: Path) -> None:
+    """The survey section: the survey reached the sink after the solving reply, the
+    answer is a `csat` event on the still solved ticket, and nothing was mailed back."""
+    section = out.split("==> satisfaction survey: ")[1].split("\n==>")[0]
+    assert section.startswith("sent to sophie.laurent@icloud.com, answered csat=5"), section
+    assert "sent the reply (1 sent)" in section and "sent the survey (1 sent)" in section
+    assert 'survey at the SMTP sink: "How did we do? [#3]" to sophie.laurent@icloud.com, ' \
+        "6 mailto: links" in section
+    assert "stored 1, sent 0 (13 mails at the sink before, 13 after" in section
+    assert 'csat score 5, comment "Quick and friendly, thank you!"; still solved' in section
+    assert '"csat": {"satisfied_pct": 1.0, "responses": 1, "response_rate": 1.0, ' \
+        '"surveys_sent": 1}' in section
+    assert "Satisfaction (CSAT): 100% satisfied of 1 answer, response rate 100% of 1 " \
+        "survey sent" in section
+    # the database agrees: the csat event, and no mail queued for #3 after the survey
+    shown = json.loads(subprocess.run(
+        maild_cmd(tmp_path / "maild.toml", "tickets", "show", "3", "--json"),
+        capture_output=True, text=True, check=True, cwd=REPO).stdout)
+    [csat] = [e for e in shown["events"] if e["kind"] == "csat"]
+    assert (csat["score"], csat["comment"]) == (5, "Quick and friendly, thank you!")
+    assert shown["status"] == "solved" and shown["messages"][-1]["auto"] is True
+    assert not [e for e in shown["events"] if e["kind"] in ("reopened", "survey_ignored")]
+    with closing(sqlite3.connect(tmp_path / "maild.db")) as db:
+        kinds = [k for (k,) in db.execute("SELECT kind FROM outbox WHERE ticket_id = 3 "
+                                          "ORDER BY id")]
+    assert kinds == ["auto_reply", "macro", "survey"], kinds
 
 
 def test_digest_preview_renders_in_a_browser(tmp_path: Path) -> None:
