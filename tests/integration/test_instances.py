@@ -88,6 +88,8 @@ def test_two_daemons_one_mailbox(imap_account: ImapAccount, db_url: str, smtp_si
         _wait_sent(smtp_sink, 1)  # the first instance holds the mailbox now
         standby_log = tmp_path / "standby.log"
         second = _daemon(config, imap_account, standby_log)  # a standby beside it
+        wait_until(lambda: "standing by" in standby_log.read_text(), 60,
+                   "the second instance standing by")  # it is up before more mail comes
         append(imap_account, "INBOX", _mails(imap_account, 1, 19))
         _wait_sent(smtp_sink, 20)
         _wait_marked_sent(db_url, 20)  # both running: nothing is processed twice
