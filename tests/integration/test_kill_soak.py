@@ -537,7 +537,7 @@ def test_concurrent_deliveries_copy_each_sent_message_to_sent_once(db_url: str) 
     """The daemon starts its outbox job at once beside the main loop: both deliver, and
     both used to APPEND the same sent messages to Sent (280 duplicate copies in one
     soak). daemon.deliver_outbox runs one delivery at a time per process."""
-    from maild.daemon import deliver_outbox
+    from maild.delivery import deliver_outbox
 
     clock = FixedClock(datetime(2026, 11, 2, 10, tzinfo=UTC))
     sessions = queued_replies(db_url, clock, 50)

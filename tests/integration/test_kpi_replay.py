@@ -253,7 +253,8 @@ def check_every_kpi(config: Path, imap_account: ImapAccount) -> None:
          "csat": {"satisfied_pct": None, "responses": 0}, "nps": None}]  # no answers
     assert stats["per_mailbox"] == [{
         "mailbox": imap_account.address, "tickets_created": 10, "first_responses": 7,
-        "frt_business_median": 7200.0, "sla_attained_pct": 5 / 7}]
+        "frt_business_median": 7200.0, "sla_attained_pct": 5 / 7,
+        "sla_breaches": 3, "backlog": 3}]  # one mailbox: the overall figures above
 
 
 def check_scheduler_events(week: Week, config: Path, imap_account: ImapAccount,
