@@ -366,7 +366,8 @@ def check_stats(stats: dict[str, Any], support: str) -> None:
          "first_responses": 4, "frt_business_median": 3600.0, **NO_SURVEY_ANSWERS}]
     assert stats["per_mailbox"] == [{
         "mailbox": support, "tickets_created": 6, "first_responses": 5,
-        "frt_business_median": 3600.0, "sla_attained_pct": 1.0}]
+        "frt_business_median": 3600.0, "sla_attained_pct": 1.0,
+        "sla_breaches": 1, "backlog": 4}]  # one mailbox: the overall figures above
     # machine mail that arrived on Tuesday: the newsletter (bulk), the DSN (bounce), c1's
     # and c5's vacation replies (auto-reply), the receipt (notification)
     assert stats["filtered"] == {"total": 5, "by_kind": {
