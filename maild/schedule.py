@@ -145,6 +145,15 @@ def job_digest(app: App, day: date | None = None, force: bool = False) -> dict[s
     return {"digest": f"{slot.day} queued"}
 
 
+def job_digest_and_send(app: App) -> dict[str, Any]:
+    """The daemon's digest job: queue the digest if due, then send it at once (the
+    outbox job may have run a moment earlier and would otherwise wait a minute)."""
+    result = job_digest(app)
+    if str(result.get("digest", "")).endswith("queued"):
+        result.update(job_outbox(app))
+    return result
+
+
 def job_surveys(app: App) -> dict[str, Any]:
     """Queue the survey mail for tickets solved since the last run (`[csat]`)."""
     from maild.macros import load_macros
@@ -229,10 +238,10 @@ def build_scheduler(app: App) -> BackgroundScheduler:
     scheduler.add_job(_safe(job_retention, app), "interval", hours=1, id="retention",
                       next_run_time=start)
     hh, mm = cfg.digest.at.split(":")
-    scheduler.add_job(_safe(job_digest, app), CronTrigger(
+    scheduler.add_job(_safe(job_digest_and_send, app), CronTrigger(
         day_of_week=",".join(cfg.digest.days), hour=int(hh), minute=int(mm), timezone=zone),
         id="digest")
-    scheduler.add_job(_safe(job_digest, app), id="digest-catch-up")  # runs once, now
+    scheduler.add_job(_safe(job_digest_and_send, app), id="digest-catch-up")  # once, now
     scheduler.add_listener(_log_missed, EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
     return scheduler
 

@@ -94,7 +94,8 @@ def test_daemon_scheduler_catches_up_and_stops_on_sigterm(
         daemon = Daemon(config, imap_account)
         daemon.wait_for("maild running")
         if attempt == 0:
-            wait_until(lambda: len(digests(smtp_sink)) == 1, 30, "the caught-up digest")
+            wait_until(lambda: len(digests(smtp_sink)) == 1, 30, "the caught-up digest",
+                       daemon.log)
         else:  # the restart's catch-up job has run and found it sent: it will not send it
             daemon.wait_for("already sent, not sent again")
         started = time.monotonic()
