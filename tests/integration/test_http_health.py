@@ -83,7 +83,7 @@ def test_a_running_daemon_is_healthy_and_counts_what_it_did(
         assert status == 200, body
         assert body["status"] == "ok" and body["reasons"] == []
         names = {c["name"] for c in body["checks"]}
-        assert names == {f"mailbox {mailbox}", "database", "outbox"}
+        assert names == {f"mailbox {mailbox}", "database", "outbox", "history"}
         got = samples(port)
         assert got[("maild_messages_ingested_total",
                     (("folder", "inbox"), ("mailbox", mailbox)))] == 1
