@@ -14,6 +14,8 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -25,6 +27,16 @@ from maild.parse import DEFAULT_LIMITS, ParsedMessage, ParseLimits, parse_messag
 log = logging.getLogger("maild.parsepool")
 
 Parsed = ParsedMessage | Exception
+
+
+def watch_parent(parent: int, every: float = 1.0) -> None:
+    """In a worker: exit when the process that started it is gone. A maild killed with
+    SIGKILL cannot shut its pool down, and its workers would otherwise wait forever."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every)
+        os._exit(0)
+    threading.Thread(target=watch, name="watch-parent", daemon=True).start()
 
 
 def parse_all(raws: Sequence[bytes], limits: ParseLimits = DEFAULT_LIMITS,
@@ -80,7 +92,8 @@ class ParsePool:
             # spawn, not fork: the daemon has threads (pollers, scheduler) and a fork
             # would copy their locks mid-use
             self._pool = ProcessPoolExecutor(self.workers,
-                                             mp_context=multiprocessing.get_context("spawn"))
+                                             mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=watch_parent, initargs=(os.getpid(),))
         return self._pool
 
     def _broken(self, exc: BaseException) -> None:

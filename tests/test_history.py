@@ -148,3 +148,40 @@ def test_pool_falls_back_to_parsing_here_when_a_worker_dies() -> None:
         assert len(again) == 3 and pool.workers == 1
     finally:
         pool.close()
+
+
+PARENT = r"""
+import sys
+from maild.parsepool import ParsePool
+pool = ParsePool(workers=2)
+pool.result(pool.submit([b"Subject: hi\r\n\r\nhello"] * 4), [b""] * 4)
+print(" ".join(str(p) for p in pool._executor()._processes), flush=True)
+sys.stdin.read()  # until killed
+"""
+
+
+def test_parse_workers_exit_when_maild_is_killed() -> None:
+    """SIGKILL leaves the pool no chance to shut down: the workers notice their parent
+    is gone and exit instead of waiting forever."""
+    import subprocess
+    import sys
+
+    parent = subprocess.Popen([sys.executable, "-c", PARENT], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    assert parent.stdout is not None
+    workers = [int(p) for p in parent.stdout.readline().split()]
+    assert workers
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(_alive(p) for p in workers):
+        time.sleep(0.1)
+    assert not any(_alive(p) for p in workers), workers
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"  # a zombie has exited
+    except FileNotFoundError:
+        return False
