@@ -26,7 +26,7 @@ from maild.logs import setup_logging
 Handler = Callable[[argparse.Namespace], int]
 
 
-_out = out_json  # the short names cli_agent imports
+_out = out_json  # short names used throughout this module
 _clock = clock_from
 _app = app_from
 

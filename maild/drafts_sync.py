@@ -8,17 +8,17 @@ flagged \\Draft, threaded to the customer's message and marked
 deletes the drafts of tickets that got an agent reply (or were solved /
 filtered), recording `draft_removed`. It never deletes a message without its
 own marker header and never sends a draft. It is apart from the ingest handler
-(`maild.drafts`) so that the App (which builds that handler) is imported only here.
+(`maild.drafts`, built by `App._handlers`) so that the App is imported only here.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from maild.app import App
-from maild.drafts import DRAFT_HEADER, DraftHandler, DraftReport, DraftWork, pending_drafts
+from maild.drafts import DRAFT_HEADER, DraftReport, DraftWork, pending_drafts
 from maild.errors import MailboxError, MaildError
 from maild.mailbox import MailboxClient
 from maild.replying import Agent, compose_reply, prepare_reply
@@ -27,11 +27,6 @@ from maild.store import repo
 log = logging.getLogger("maild.drafts")
 
 ClientFactory = Callable[[int], MailboxClient]
-
-
-def drafts_handler(app: App, agents: Mapping[str, str] | None = None) -> DraftHandler:
-    """The handler for `app` (enabled); the lead decides when to add it."""
-    return DraftHandler(app.clock, agents=agents, macros=app.automation().macros)
 
 
 def sync_drafts(app: App, client_factory: ClientFactory | None = None) -> DraftReport:
