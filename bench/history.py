@@ -45,7 +45,7 @@ from bench.common import (
 )
 from bench.ingest import FETCH_ITEMS, build, maild_ingest, raw_fetch
 from bench.mailgen import fill
-from maild.parsepool import Parsed, ParsePool
+from maild.parsepool import ParsedBatch, ParsePool
 
 TARGET = 1000.0
 
@@ -60,14 +60,14 @@ def fetch_and_parse(stack: MailStack, batch: int = 200) -> tuple[int, float]:
     try:
         client.select_folder("INBOX", readonly=True)
         uids = sorted(client.search(["UID", "1:*"]))
-        inflight: deque[Future[list[Parsed]]] = deque()
+        inflight: deque[Future[ParsedBatch]] = deque()
         for i in range(0, len(uids), batch):
             data = client.fetch(uids[i:i + batch], FETCH_ITEMS)
             inflight.append(pool.submit([item[b"BODY[]"] for item in data.values()]))
             while len(inflight) > pool.workers:
-                count += len(inflight.popleft().result())
+                count += len(inflight.popleft().result().parsed)
         while inflight:
-            count += len(inflight.popleft().result())
+            count += len(inflight.popleft().result().parsed)
     finally:
         client.logout()
         pool.close()

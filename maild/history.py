@@ -8,8 +8,8 @@ history, imported here oldest first in chunks of at most `history.chunk_seconds`
 between live passes, with its own checkpoint (`maild.store.history`) committed
 with each batch. History mail is threaded and stored with the history handlers
 (rules: priority, tags, SLA policy; no auto-reply, suggestion, draft or command),
-and parsed in worker processes (`maild.parsepool`) while this process fetches
-and writes.
+and parsed and routed in worker processes (`maild.parsepool`) while this process
+fetches and writes.
 
 Threading stays right while history is behind: before a live batch is stored,
 the messages it refers to (In-Reply-To, References) that are not stored yet are
@@ -38,7 +38,7 @@ from maild.config import parse_since
 from maild.ingest import BatchResult, IngestItem, Ingestor
 from maild.mailbox import FetchedMessage, FolderStatus, MailboxClient
 from maild.parse import extract_ids
-from maild.parsepool import Parsed, ParsePool
+from maild.parsepool import ParsedBatch, ParsePool, Routing
 from maild.store import history as store
 
 log = logging.getLogger("maild.history")
@@ -142,9 +142,10 @@ class HistoryLane:
         status = client.select(p.folder)
         if status.uidvalidity != p.uidvalidity:
             return  # the live pass of the next cycle splits the folder afresh
-        inflight: deque[tuple[list[IngestItem], int, Future[list[Parsed]]]] = deque()
+        inflight: deque[tuple[list[IngestItem], int, Future[ParsedBatch]]] = deque()
+        routing = Routing(p.role, self.ingestor.routing)
         for items, upto in self._batches(client, p):
-            inflight.append((items, upto, self.pool.submit([i.raw for i in items])))
+            inflight.append((items, upto, self.pool.submit([i.raw for i in items], routing)))
             if len(inflight) > 1:  # parse the next batch while this one is written
                 self._store(p, *inflight.popleft())
             if time.monotonic() >= deadline:
@@ -175,11 +176,12 @@ class HistoryLane:
             lo = hi + 1
 
     def _store(self, p: Pending, items: list[IngestItem], upto: int,
-               future: Future[list[Parsed]]) -> BatchResult:
+               future: Future[ParsedBatch]) -> BatchResult:
         started = time.monotonic()
-        parsed = self.pool.result(future, [i.raw for i in items])
+        batch = self.pool.result(future, [i.raw for i in items])
         res = self.ingestor.ingest_batch(p.role, p.folder, p.uidvalidity, items,
-                                         lane="history", upto=upto, parsed=parsed)
+                                         lane="history", upto=upto, parsed=batch.parsed,
+                                         routes=batch.routes)
         self._rate.add(len(items))
         if items:  # a batch should take at most half a chunk: live mail waits for it
             per_message = max(time.monotonic() - started, 1e-3) / len(items)

@@ -33,8 +33,9 @@ from maild.calendar import BusinessCalendar
 from maild.classify import ClassifyContext
 from maild.clock import Clock
 from maild.parse import DEFAULT_LIMITS, ParsedMessage, ParseLimits, parse_message
-from maild.routing import RouteContext
+from maild.routing import Route, RouteContext
 from maild.store import repo
+from maild.store.bulk import BulkRows
 from maild.store.history import advance_history
 from maild.store.models import FolderState, Quarantine
 from maild.tickets import Incoming, StoredMessage, TicketWriter, log_stored
@@ -65,6 +66,7 @@ class BatchResult:
 class _Lane:
     name: str  # live | history | prefetch
     upto: int | None = None  # history: the cursor after this batch
+    routes: tuple[Route | None, ...] = ()  # routed by the parse workers, in order
 
 
 class _MessageFailed(Exception):
@@ -119,19 +121,21 @@ class Ingestor:
     def ingest_batch(self, role: str, folder: str, uidvalidity: int | None,
                      items: Sequence[IngestItem], highest_modseq: int | None = None, *,
                      lane: str = "live", upto: int | None = None,
-                     parsed: Sequence[ParsedMessage | Exception] | None = None) -> BatchResult:
+                     parsed: Sequence[ParsedMessage | Exception] | None = None,
+                     routes: Sequence[Route | None] = ()) -> BatchResult:
         """Store `items` from `folder` (role inbox|sent) and advance its checkpoint.
 
         `lane`: "live" advances the folder's checkpoint; "history" the folder's history
         cursor to `upto` (and its progress) instead; "prefetch" (history mail a live reply
         refers to, `maild.history`) advances neither. History and prefetch run the history
-        handlers. `parsed`: the items already parsed (in worker processes), in order.
+        handlers. `parsed`: the items already parsed (in worker processes), in order;
+        `routes`: their routes, if the workers routed them too (None: route it here).
         First without a savepoint per message (a savepoint costs two statements and a
         flush of its own); if one message fails, that attempt rolls back whole and the
         batch is stored again with a savepoint per message, quarantining the failure."""
         if parsed is None:
             parsed = [self._parse(item) for item in items]
-        lane_ = _Lane(lane, upto)
+        lane_ = _Lane(lane, upto, tuple(routes))
         try:
             return self._store(role, folder, uidvalidity, items, parsed, highest_modseq,
                                isolate=False, lane=lane_)
@@ -150,8 +154,11 @@ class Ingestor:
             mailbox = repo.get_or_create_mailbox(session, self.address, self.clock.now())
             writer = TicketWriter(session, mailbox.id, self.own, self.window, self.calendar,
                                   self.reopen_window, self.routing)
+            writer.routed(role, parsed, lane.routes)
             self._prepare(session, writer, role, items, parsed)
             handlers = self.handlers if lane.name == "live" else self.history_handlers
+            if lane.name != "live" and not isolate:  # nothing reads their rows back
+                writer.bulk = BulkRows()
             for item, msg in zip(items, parsed, strict=True):
                 if isolate:
                     self._one(session, writer, role, folder, uidvalidity, item, msg, result,
@@ -161,7 +168,7 @@ class Ingestor:
                                          result, handlers)
                 result.last_uid = max(result.last_uid, item.uid or 0)
             if not isolate:
-                self._flush_batch(session)
+                self._flush_batch(session, writer.bulk)
             if lane.name == "history":
                 advance_history(session, mailbox.id, role, lane.upto or result.last_uid,
                                 len(items), self.clock.now())
@@ -190,12 +197,15 @@ class Ingestor:
             finally:
                 session.rollback()
 
-    def _flush_batch(self, session: Session) -> None:
+    def _flush_batch(self, session: Session, bulk: BulkRows | None = None) -> None:
         """Write the rows of a batch stored without savepoints (unless a query already
-        did). A row the database refuses here is some message's failure, not the
-        database's: the batch is stored again message by message to find it."""
+        did), then its `bulk` rows. A row the database refuses here is some message's
+        failure, not the database's: the batch is stored again message by message to
+        find it."""
         try:
             session.flush()
+            if bulk is not None:
+                bulk.write(session)
         except OperationalError:
             raise
         except Exception as exc:

@@ -18,6 +18,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
+from functools import partial
 
 from sqlalchemy import inspect
 from sqlalchemy.orm import Session
@@ -31,6 +32,7 @@ from maild.sla import answered, reopened, set_status
 from maild.store import repo
 from maild.store.after_commit import log_after_commit
 from maild.store.batch import BatchLookup
+from maild.store.bulk import BulkRows
 from maild.store.ids import IdAllocator
 from maild.store.models import Customer, MessageRow, MessageSource, Ticket
 from maild.threads import ThreadDecision, decide_thread, normalize_subject, original_subject
@@ -114,6 +116,9 @@ class TicketWriter:
         self.ids = IdAllocator(session)
         self._opened: dict[int, Ticket] = {}  # tickets opened here, maybe not flushed yet
         self._routes: dict[str, Route] = {}  # routed in `prepare`, by Message-ID
+        # history batches: sources and the per-message events as plain rows, inserted
+        # after the batch's flush (`maild.store.bulk`); None: ORM rows, as live mail needs
+        self.bulk: BulkRows | None = None
 
     def prepare(self, batch: Sequence[Incoming], now: datetime) -> None:
         """Look up everything `batch` will ask about, one query per kind."""
@@ -130,6 +135,14 @@ class TicketWriter:
             since = min(since, arrived - self.window)
         self.batch = self.lookup = BatchLookup.load(self.session, self.mailbox_id, ids,
                                                     addresses, subjects, since)
+
+    def routed(self, role: str, parsed: Sequence[ParsedMessage | Exception],
+               routes: Sequence[Route | None]) -> None:
+        """Take the routes the parse workers worked out for `parsed` (the same pure
+        `route_message`, run there): `prepare` and `add` then route none of them again."""
+        for msg, route in zip(parsed, routes, strict=False):
+            if route is not None and not isinstance(msg, Exception):
+                self._routes[f"{role}:{msg.message_id}"] = route
 
     def _route(self, parsed: ParsedMessage, role: str, raw: bytes, auto: bool | None) -> Route:
         key = f"{role}:{parsed.message_id}"
@@ -166,7 +179,10 @@ class TicketWriter:
             arrived = self._reply_time(ticket, parsed, arrived, internaldate, now)
         row = self._row(parsed, ticket, route, arrived, now, folder, uidvalidity, uid,
                         internaldate)
-        self.session.add(MessageSource(message_pk=row.id, raw=raw))
+        if self.bulk is not None:
+            self.bulk.source(row.id, raw)
+        else:
+            self.session.add(MessageSource(message_pk=row.id, raw=raw))
         if self.batch is not None:
             self.batch.stored(row, ticket, opened=new, new_customer=new_customer)
         self._events(parsed, ticket, route, decision, new, arrived, now)
@@ -226,19 +242,20 @@ class TicketWriter:
     def _events(self, parsed: ParsedMessage, ticket: Ticket, route: Route,
                 decision: ThreadDecision, new: bool, arrived: datetime, now: datetime) -> None:
         cls = route.classification
-        repo.add_event(self.session, ticket.id, arrived, "opened" if new else "joined",
-                       message_id=parsed.message_id, reason=decision.reason,
-                       direction="out" if route.outbound else "in", sender=cls.sender,
-                       **({"mail_kind": cls.kind} if cls.kind else {}), marker=cls.reason)
+        add = self.bulk.event if self.bulk is not None else partial(repo.add_event, self.session)
+        add(ticket.id, arrived, "opened" if new else "joined",
+            message_id=parsed.message_id, reason=decision.reason,
+            direction="out" if route.outbound else "in", sender=cls.sender,
+            **({"mail_kind": cls.kind} if cls.kind else {}), marker=cls.reason)
         if new and ticket.status == "filtered":
-            repo.add_event(self.session, ticket.id, arrived, "filtered",
-                           mail_kind=ticket.filtered_kind, reason=ticket.filtered_reason)
+            add(ticket.id, arrived, "filtered", mail_kind=ticket.filtered_kind,
+                reason=ticket.filtered_reason)
         if route.forwarded_by:
-            repo.add_event(self.session, ticket.id, arrived, "forwarded", actor=route.forwarded_by,
-                           message_id=parsed.message_id, customer=route.counterpart)
+            add(ticket.id, arrived, "forwarded", actor=route.forwarded_by,
+                message_id=parsed.message_id, customer=route.counterpart)
         if parsed.parse_error:
-            repo.add_event(self.session, ticket.id, now, "parse_error",
-                           message_id=parsed.message_id, error=parsed.parse_error[:500])
+            add(ticket.id, now, "parse_error", message_id=parsed.message_id,
+                error=parsed.parse_error[:500])
 
     def _exists(self, message_id: str) -> bool:
         if self.batch is not None:

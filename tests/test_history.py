@@ -121,7 +121,7 @@ RAWS = [(f"From: Customer {i} <c{i}@example.org>\r\nTo: support@example.com\r\n"
 def test_pool_parses_like_parse_message_and_guesses_the_language() -> None:
     pool = ParsePool(workers=2)
     try:
-        got = pool.result(pool.submit(RAWS), RAWS)
+        got = pool.result(pool.submit(RAWS), RAWS).parsed
     finally:
         pool.close()
     assert [p.message_id for p in got] == [f"<pool-{i}@example.org>" for i in range(30)]
@@ -142,9 +142,9 @@ def test_pool_falls_back_to_parsing_here_when_a_worker_dies() -> None:
         for pid in list(executor._processes):  # type: ignore[attr-defined]
             os.kill(pid, signal.SIGKILL)
         future = pool.submit(RAWS)
-        got = pool.result(future, RAWS)
+        got = pool.result(future, RAWS).parsed
         assert [p.message_id for p in got] == [f"<pool-{i}@example.org>" for i in range(30)]
-        again = pool.result(pool.submit(RAWS[:3]), RAWS[:3])  # from now on: in this process
+        again = pool.result(pool.submit(RAWS[:3]), RAWS[:3]).parsed  # from now on: in this process
         assert len(again) == 3 and pool.workers == 1
     finally:
         pool.close()
@@ -185,3 +185,78 @@ def _alive(pid: int) -> bool:
             return f.read().split()[2] != "Z"  # a zombie has exited
     except FileNotFoundError:
         return False
+
+
+def _bounce() -> bytes:
+    return (b"From: Mail Delivery System <MAILER-DAEMON@mx.example.org>\r\n"
+            b"To: support@example.com\r\nSubject: Undelivered Mail Returned to Sender\r\n"
+            b"Message-ID: <bounce-1@mx.example.org>\r\nAuto-Submitted: auto-replied\r\n"
+            b"Content-Type: text/plain\r\n\r\nThis is the mail system. Delivery failed.\r\n")
+
+
+def test_pool_routes_like_the_writer_and_skips_what_does_not_pickle() -> None:
+    from functools import partial
+
+    from maild.classify import ClassifyContext
+    from maild.commands import is_command_mail
+    from maild.parsepool import Routing
+    from maild.routing import RouteContext, route_message
+
+    own = frozenset({"support@example.com"})
+    ctx = RouteContext(own, ClassifyContext(own_addresses=own,
+                                            agent_addresses=frozenset({"c3@example.org"})),
+                       partial(is_command_mail, agents={"c3@example.org": "Cara"}))
+    raws = [*RAWS[:5], _bounce()]
+    pool = ParsePool(workers=2)
+    try:
+        batch = pool.result(pool.submit(raws, Routing("inbox", ctx)), raws)
+        unpicklable = RouteContext(own, ClassifyContext(own_addresses=own))  # a lambda
+        plain = pool.result(pool.submit(raws, Routing("inbox", unpicklable)), raws)
+    finally:
+        pool.close()
+    here = [route_message(parse_message(raw), "inbox", ctx, raw) for raw in raws]
+    assert batch.routes == here
+    assert [r.classification.sender for r in here if r] == \
+        ["customer", "customer", "customer", "agent", "customer", "machine"]
+    assert len(batch.parsed) == 6 and plain.routes == []  # the writer routes those
+
+
+def test_history_batch_routed_by_the_workers_is_stored_as_routed_here(db_url: str) -> None:
+    from maild.clock import FixedClock
+    from maild.ingest import IngestItem, Ingestor
+    from maild.parsepool import Routing, parse_batch
+
+    raws = [*RAWS[:4], _bounce()]
+    sessions = migrated_sessions(db_url)
+    stored = []
+    for mailbox, routed in (("support@example.com", True), ("help@example.com", False)):
+        ing = Ingestor(sessions, FixedClock(NOW), mailbox, own_addresses=["support@example.com"])
+        batch = parse_batch(raws, routing=Routing("inbox", ing.routing) if routed else None)
+        assert bool(batch.routes) == routed
+        items = [IngestItem(i + 1, raw, NOW - timedelta(days=9)) for i, raw in enumerate(raws)]
+        ing.ingest_batch("inbox", "INBOX", 1, items, lane="prefetch", parsed=batch.parsed,
+                         routes=batch.routes)
+        with sessions() as s:
+            stored.append(s.execute(select(MessageRow.message_id, MessageRow.sender_class,
+                                           MessageRow.auto)
+                                    .where(MessageRow.mailbox_id == ing.mailbox_id())
+                                    .order_by(MessageRow.id)).all())
+    assert stored[0] == stored[1] and len(stored[0]) == 5
+    assert stored[0][-1][1:] == ("machine", True)
+
+
+def test_the_writer_takes_the_workers_routes_instead_of_routing_again(db_url: str) -> None:
+    from maild.clock import FixedClock
+    from maild.ingest import IngestItem, Ingestor
+    from maild.parsepool import Routing, parse_batch
+
+    sessions = migrated_sessions(db_url)
+    ing = Ingestor(sessions, FixedClock(NOW), "support@example.com")
+    bounce_route = parse_batch([_bounce()], routing=Routing("inbox", ing.routing)).routes[0]
+    batch = parse_batch(RAWS[:2])  # a customer's mail, handed over with a bounce's route
+    items = [IngestItem(i + 1, raw, NOW) for i, raw in enumerate(RAWS[:2])]
+    ing.ingest_batch("inbox", "INBOX", 1, items, lane="prefetch", parsed=batch.parsed,
+                     routes=[bounce_route, None])
+    with sessions() as s:
+        got = s.execute(select(MessageRow.sender_class).order_by(MessageRow.id)).scalars().all()
+    assert got == ["machine", "customer"]  # the second one routed here

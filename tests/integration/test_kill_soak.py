@@ -422,9 +422,13 @@ def test_sigkill_soak_during_history_import(imap_account: ImapAccount, db_url: s
                 append(imap_account, "INBOX", [(raw, None) for raw in live.raws])
                 log.append(Kill("run", "live", 0, exited_first=True))  # a marker, no kill
             stored = db.scalar("SELECT count(*) FROM messages WHERE direction = 'in'")
-            share = max(2, (HISTORY_TOTAL - stored) // (kills - landed + 1))
-            kill = Kill(rng.choice(("run", "once")), "stored", rng.randint(1, share),
-                        round(rng.uniform(0, 0.3), 2))
+            if stored >= HISTORY_TOTAL:  # all in: a count to wait for would never come
+                kill = Kill(rng.choice(("run", "once")), "delay",
+                            round(rng.uniform(0.05, 0.5), 2))
+            else:
+                share = max(2, (HISTORY_TOTAL - stored) // (kills - landed + 1))
+                kill = Kill(rng.choice(("run", "once")), "stored", rng.randint(1, share),
+                            round(rng.uniform(0, 0.3), 2))
             _kill_one(zygote, kill, db, smtp_sink, timeout=60.0)
             log.append(kill)
         for i, k in enumerate(log):
