@@ -26,7 +26,6 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -46,6 +45,16 @@ log = logging.getLogger("maild.history")
 PREFETCH_MAX_IDS = 50  # referenced Message-IDs looked up per live batch
 FIRST_BATCH = 50  # history messages in the first batch, before a rate is measured
 MIN_BATCH = 10
+
+
+@dataclass(frozen=True)
+class _Ahead:
+    """A history batch fetched and handed to the parse workers, not stored yet."""
+
+    uidvalidity: int
+    items: list[IngestItem]
+    upto: int  # the folder's history cursor once it is stored
+    future: Future[ParsedBatch]
 
 
 @dataclass(frozen=True)
@@ -80,6 +89,7 @@ class HistoryLane:
         self._size = min(batch_size, FIRST_BATCH)  # history batch size, adapted as it runs
         self._budget = chunk_seconds  # the running chunk's
         self.ran = False  # did the last `chunk` import anything (then look for new mail now)
+        self._ahead: dict[str, _Ahead] = {}  # by folder role: the next batch, being parsed
 
     # -- the split, on a folder's first cycle ------------------------------------------
 
@@ -139,48 +149,58 @@ class HistoryLane:
         return bool(left)
 
     def _folder_chunk(self, client: MailboxClient, p: Pending, deadline: float) -> None:
+        """Store history batches of `p`'s folder until `deadline`, each one parsed in the
+        workers while the one before it is written. The batch handed to the workers
+        last is not waited for: it stays ahead (`_Ahead`), parsed while live mail is
+        handled, and is the first stored by the next chunk; the checkpoint moves only
+        as batches are stored, so a crash fetches it again."""
         status = client.select(p.folder)
+        ahead = self._ahead.pop(p.role, None)
         if status.uidvalidity != p.uidvalidity:
             return  # the live pass of the next cycle splits the folder afresh
-        inflight: deque[tuple[list[IngestItem], int, Future[ParsedBatch]]] = deque()
+        if ahead is not None and (ahead.uidvalidity != p.uidvalidity or ahead.upto <= p.cursor):
+            ahead = None  # from before a restart of this folder's history
         routing = Routing(p.role, self.ingestor.routing)
-        for items, upto in self._batches(client, p):
-            inflight.append((items, upto, self.pool.submit([i.raw for i in items], routing)))
-            if len(inflight) > 1:  # parse the next batch while this one is written
-                self._store(p, *inflight.popleft())
+        for items, upto in self._batches(client, p, ahead.upto if ahead else p.cursor):
+            nxt = _Ahead(p.uidvalidity, items, upto,
+                         self.pool.submit([i.raw for i in items], routing))
+            if ahead is not None:  # parsed meanwhile: write it while `nxt` is parsed
+                self._store(p, ahead)
+            ahead = nxt
             if time.monotonic() >= deadline:
-                break
-        while inflight:
-            self._store(p, *inflight.popleft())
+                self._ahead[p.role] = ahead
+                return
+        if ahead is not None:  # the folder's last batch
+            self._store(p, ahead)
 
-    def _batches(self, client: MailboxClient, p: Pending
+    def _batches(self, client: MailboxClient, p: Pending, after: int
                  ) -> Iterator[tuple[list[IngestItem], int]]:
-        """(items, cursor after them) from the cursor up, one fetch per batch of
+        """(items, cursor after them) from UID `after` up, one fetch per batch of
         `_size` (adapted to the measured rate, so that one batch fits in a chunk)."""
         last = p.boundary - 1
         if p.since is not None:
-            uids = client.uids_between(p.cursor + 1, last, p.since) if p.cursor < last else []
+            uids = client.uids_between(after + 1, last, p.since) if after < last else []
             i = 0
             while i < len(uids):
                 chunk = uids[i:i + self._size]
                 i += len(chunk)
                 upto = last if i >= len(uids) else chunk[-1]
                 yield _items(next(client.fetch(chunk, len(chunk)), [])), upto
-            if not uids and p.cursor < last:
+            if not uids and after < last:
                 yield [], last
             return
-        lo = p.cursor + 1
+        lo = after + 1
         while lo <= last:
             hi = min(lo + self._size - 1, last)
             yield _items(client.fetch_range(lo, hi)), hi
             lo = hi + 1
 
-    def _store(self, p: Pending, items: list[IngestItem], upto: int,
-               future: Future[ParsedBatch]) -> BatchResult:
+    def _store(self, p: Pending, ahead: _Ahead) -> BatchResult:
         started = time.monotonic()
-        batch = self.pool.result(future, [i.raw for i in items])
+        items = ahead.items
+        batch = self.pool.result(ahead.future, [i.raw for i in items])
         res = self.ingestor.ingest_batch(p.role, p.folder, p.uidvalidity, items,
-                                         lane="history", upto=upto, parsed=batch.parsed,
+                                         lane="history", upto=ahead.upto, parsed=batch.parsed,
                                          routes=batch.routes)
         self._rate.add(len(items))
         if items:  # a batch should take at most half a chunk: live mail waits for it
@@ -270,12 +290,14 @@ class HistoryLane:
             total = len(client.uids_between(1, boundary - 1, since))
         else:
             total = max(0, status.exists - len(client.uids_above(boundary - 1)))
+        self._ahead.pop(role, None)
         with self.ingestor.sessions.begin() as session:
             store.restart_history(session, mailbox_id, role, since, total,
                                   self.ingestor.clock.now())
         return total
 
     def close(self) -> None:
+        self._ahead.clear()  # not stored: the checkpoint is before them
         self.pool.close()
 
 
