@@ -24,7 +24,7 @@ from maild.escalation.model import PRIORITY_ORDER, Difficult, TicketFacts, Timed
 from maild.escalation.signals import detect
 from maild.macros.text import strip_reply
 from maild.outbox import enqueue
-from maild.store import repo
+from maild.store.bulk import BulkRows
 from maild.store.models import Customer, EscalationState, MessageRow, Ticket
 
 BACKLOG = ("new", "open", "pending")
@@ -99,16 +99,18 @@ def run_automations(session: Session, automations: Sequence[TimedAutomation],
     states = {(s.ticket_id, s.name): s for s in session.scalars(select(EscalationState).where(
         EscalationState.ticket_id.in_(list(facts))))} if facts else {}
     fired = 0
+    events = BulkRows()  # nothing reads them back here: one INSERT for all of them
     for t in tickets:
         for auto in automations:
             state = states.get((t.id, auto.name))
             holds = auto.holds(facts[t.id], now)
             if holds and (state is None or state.cleared_at is not None):
-                _fire(session, t, auto, facts[t.id], settings, now, state)
+                _fire(session, events, t, auto, facts[t.id], settings, now, state)
                 fired += 1
             elif not holds and state is not None and state.cleared_at is None:
                 state.cleared_at = now
                 cleared += 1
+    events.write(session)
     return {"escalated": fired, "episodes_ended": cleared}
 
 
@@ -120,13 +122,14 @@ def _clear_left_backlog(session: Session, now: datetime) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-def _fire(session: Session, t: Ticket, auto: TimedAutomation, facts: TicketFacts,
-          settings: NoticeSettings, now: datetime, state: EscalationState | None) -> None:
-    done = _apply(session, t, auto, now)
+def _fire(session: Session, events: BulkRows, t: Ticket, auto: TimedAutomation,
+          facts: TicketFacts, settings: NoticeSettings, now: datetime,
+          state: EscalationState | None) -> None:
+    done = _apply(events, t, auto, now)
     reasons = [c.name for c in auto.conditions]
-    repo.add_event(session, t.id, now, "escalated", automation=auto.name, conditions=reasons,
-                   signals=facts.signals.describe(), done=done,
-                   notified=list(auto.actions.escalate_to))
+    events.event(t.id, now, "escalated", automation=auto.name, conditions=reasons,
+                 signals=facts.signals.describe(), done=done,
+                 notified=list(auto.actions.escalate_to))
     if auto.actions.escalate_to:
         _notify(session, t, auto, facts, settings, now)
     if state is None:
@@ -136,7 +139,7 @@ def _fire(session: Session, t: Ticket, auto: TimedAutomation, facts: TicketFacts
     log.info("ticket #%d: automation %s fired (%s)", t.id, auto.name, "; ".join(done) or "-")
 
 
-def _apply(session: Session, t: Ticket, auto: TimedAutomation, now: datetime) -> list[str]:
+def _apply(events: BulkRows, t: Ticket, auto: TimedAutomation, now: datetime) -> list[str]:
     a, done = auto.actions, []
     actor = f"automation:{auto.name}"
     if a.priority is not None:
@@ -144,19 +147,19 @@ def _apply(session: Session, t: Ticket, auto: TimedAutomation, now: datetime) ->
         want = min(rank + 1, len(PRIORITY_ORDER) - 1) if a.priority == "raise" \
             else PRIORITY_ORDER.index(a.priority)
         if want > rank:
-            repo.add_event(session, t.id, now, "priority", actor=actor,
-                           **{"from": t.priority, "to": PRIORITY_ORDER[want]})
+            events.event(t.id, now, "priority", actor=actor,
+                         **{"from": t.priority, "to": PRIORITY_ORDER[want]})
             t.priority = PRIORITY_ORDER[want]
             done.append(f"priority {t.priority}")
     if a.assign is not None and t.assignee != a.assign:
-        repo.add_event(session, t.id, now, "assigned", actor=actor,
-                       **{"from": t.assignee, "to": a.assign})
+        events.event(t.id, now, "assigned", actor=actor,
+                     **{"from": t.assignee, "to": a.assign})
         t.assignee = a.assign
         done.append(f"assigned {a.assign}")
     added = [tag for tag in a.tags if tag not in (t.tags or [])]
     if added:
         t.tags = [*(t.tags or []), *added]
-        repo.add_event(session, t.id, now, "tags", actor=actor, added=added)
+        events.event(t.id, now, "tags", actor=actor, added=added)
         done += [f"tag {tag}" for tag in added]
     current = [s.get("name") for s in t.suggestions or []]
     if a.suggest and current[:len(a.suggest)] != list(a.suggest):  # first, where drafts look

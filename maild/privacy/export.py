@@ -61,7 +61,7 @@ def _ticket(session: Session, t: Ticket) -> dict[str, Any]:
         MessageSource.message_pk.in_([m.id for m in messages]))).all()) \
         if messages else {}
     events = session.scalars(select(Event).where(Event.ticket_id == t.id)
-                             .order_by(Event.id)).all()
+                             .order_by(Event.at, Event.id)).all()  # as `tickets show`
     return {"id": t.id, "subject": t.subject, "status": t.status, "priority": t.priority,
             "tags": list(t.tags or []), "language": t.language, "assignee": t.assignee,
             "created_at": _iso(t.created_at), "solved_at": _iso(t.solved_at),

@@ -1,16 +1,20 @@
-"""Rows of a history batch written with one multi-row INSERT per table.
+"""Rows nobody reads back before the commit, written with one multi-row INSERT per table.
 
 A history import stores thousands of messages a minute, and each needs a raw
-source row and an event or two that nothing reads back while its batch is being
+source row and an event or two that nothing reads while its batch is being
 stored. Made as ORM objects, those rows were a third of the writing time
 (construction, unit-of-work bookkeeping, one INSERT each in the flush); kept
 here as plain dicts, they are inserted after the batch's ORM flush (which writes
-the tickets and messages they refer to) with one executemany per table.
+the tickets and messages they refer to) with one executemany per table. The
+escalation job's events go the same way (after an import it fires on thousands
+of old tickets at once).
 
-Only for batches whose rows nobody queries before the commit (history and
-prefetch, stored without savepoints); live mail keeps ORM rows, which its
-handlers (mail commands, drafts) read back. This module knows the two tables it
-writes and nothing else; it never commits.
+Only for rows nobody queries before the commit: history and prefetch batches
+(stored without savepoints) and the escalation run. Live mail keeps ORM rows,
+which its handlers (mail commands, drafts) read back. The rows get their ids at
+the INSERT, after the ORM's rows of the same transaction: readers order events
+by (at, id). This module knows the two tables it writes and nothing else; it
+never commits.
 """
 
 from __future__ import annotations
