@@ -213,6 +213,10 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
             _out(found)
             return 0
         print(f"ticket #{found['ticket']} at {found['now']}: {found['facts']}")
+        if found["history"]:
+            print("  history: its customer last wrote before maild first ran (less "
+                  "autoreply.max_age_hours); no automation fires until they write again")
+            return 0
         _print_automations(found["automations"])
         return 0
     data = dry_run(app, args.file)

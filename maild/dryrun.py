@@ -25,7 +25,7 @@ import logging
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ from maild.config import MailboxConfig
 from maild.errors import ConfigError, MaildError, NotFoundError
 from maild.escalation.engine import explain
 from maild.escalation.model import TicketFacts
-from maild.escalation.runner import facts_dict, gather_facts, states_of
+from maild.escalation.runner import facts_dict, gather_facts, history_cutoffs, states_of
 from maild.escalation.signals import detect
 from maild.ingest import IngestItem
 from maild.loopguard import verdict_of
@@ -227,5 +227,13 @@ def dry_run_ticket(app: App, ticket_id: int) -> dict[str, Any]:
             raise NotFoundError(f"no ticket #{ticket_id}")
         facts = gather_facts(session, [ticket], now)[ticket_id]
         fired = states_of(session, ticket_id)
+        age = timedelta(hours=app.config.autoreply.max_age_hours)
+        cutoff = history_cutoffs(session, age).get(ticket.mailbox_id)
+        last = ticket.last_customer_at or ticket.created_at
+    entries = explain(app.automation().timed, facts, now, fired)
+    history = cutoff is not None and last < cutoff
+    if history:  # as the scheduler's run: history is left alone (run_automations)
+        for entry in entries:
+            entry["fires_at"] = None
     return {"ticket": ticket_id, "now": now.isoformat(), "facts": facts_dict(facts),
-            "automations": explain(app.automation().timed, facts, now, fired)}
+            "history": history, "automations": entries}

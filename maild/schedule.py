@@ -169,15 +169,18 @@ def job_surveys(app: App) -> dict[str, Any]:
 
 
 def job_escalation(app: App) -> dict[str, Any]:
-    """Fire the `[[automation]]`s that hold on open tickets (once per episode)."""
+    """Fire the `[[automation]]`s that hold on open tickets (once per episode); not on
+    history (mail older than `autoreply.max_age_hours` when maild first ran)."""
     from maild.escalation.runner import NoticeSettings, run_automations
 
     timed = app.automation().timed
     if not timed or app.config.escalation.every_minutes <= 0:
         return {}
     settings = NoticeSettings(app.config.mailboxes[0].address, app.config.autoreply.sender_name)
+    history_age = timedelta(hours=app.config.autoreply.max_age_hours)
     with app.sessions.begin() as session:
-        return run_automations(session, timed, settings, app.clock.now())
+        return run_automations(session, timed, settings, app.clock.now(),
+                               history_age=history_age)
 
 
 def job_retention(app: App) -> dict[str, Any]:

@@ -186,6 +186,36 @@ def test_time_condition_and_solved_tickets(app: App) -> None:
     assert [e.detail["automation"] for e in escalated(app)] == ["old-unsolved"]
 
 
+def test_history_is_not_escalated_until_its_customer_writes_again(app: App) -> None:
+    """Issue 17: a first run imports years of old tickets; the automations must not
+    raise, tag and mail about them (they fire only on what happened since maild began,
+    less `autoreply.max_age_hours`)."""
+    feed(app, raw_mail(frm="Bob <bob@example.org>", msgid="<live@example.org>",
+                       subject="Invoice", body="Could you send me the invoice?"))
+    old = app.clock.now() - timedelta(days=30)  # history: before the first run less 24 h
+    app.ingestor(app.config.mailboxes[0]).ingest_batch(
+        "inbox", "INBOX", 1, [IngestItem(next(_uid), raw_mail(
+            msgid="<old@example.org>", body="Could you send me the invoice?"), old)],
+        lane="prefetch")
+    later(app, hours=48)
+    assert job_escalation(app)["escalated"] == 1
+    with app.sessions() as s:
+        [bob] = s.scalars(select(Ticket.id).join(Ticket.customer).where(
+            Ticket.subject == "Invoice")).all()
+    assert [e.ticket_id for e in escalated(app)] == [bob]
+    from maild.dryrun import dry_run_ticket
+    old_ticket = next(t for t in (1, 2) if t != bob)
+    found = dry_run_ticket(app, old_ticket)
+    assert found["history"] and all(a["fires_at"] is None for a in found["automations"])
+    assert not dry_run_ticket(app, bob)["history"]
+    # the old ticket's customer writes again: it is live mail now, and is escalated
+    feed(app, raw_mail(msgid="<again@example.org>", subject="Re: Order missing",
+                       in_reply_to="<old@example.org>", body="Any news?"))
+    later(app, hours=1)
+    assert job_escalation(app)["escalated"] == 1
+    assert len(escalated(app)) == 2
+
+
 def test_rules_test_says_which_would_fire_and_when(app: App, tmp_path: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     cfg = str(app.config.path)

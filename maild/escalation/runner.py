@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, literal, select, update
+from sqlalchemy import ColumnElement, and_, func, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from maild.alerts import NOTIFICATION_HEADERS
@@ -25,7 +25,7 @@ from maild.escalation.signals import detect
 from maild.macros.text import strip_reply
 from maild.outbox import enqueue
 from maild.store.bulk import BulkRows
-from maild.store.models import Customer, EscalationState, MessageRow, Ticket
+from maild.store.models import Customer, EscalationState, Mailbox, MessageRow, Ticket
 
 BACKLOG = ("new", "open", "pending")
 log = logging.getLogger("maild.escalation")
@@ -87,14 +87,19 @@ def gather_facts(session: Session, tickets: Sequence[Ticket], now: datetime,
 
 
 def run_automations(session: Session, automations: Sequence[TimedAutomation],
-                    settings: NoticeSettings, now: datetime, limit: int = 5000
-                    ) -> dict[str, int]:
-    """Fire what holds on the backlog; counts of fired and cleared episodes."""
+                    settings: NoticeSettings, now: datetime, limit: int = 5000,
+                    history_age: timedelta | None = None) -> dict[str, int]:
+    """Fire what holds on the backlog; counts of fired and cleared episodes. With
+    `history_age` (`autoreply.max_age_hours`), tickets whose customer last wrote before
+    maild first saw their mailbox less that age (history, `history_cutoffs`) are left
+    out: a first run's import must not raise, tag and mail about years of old tickets."""
     if not automations:
         return {}
     cleared = _clear_left_backlog(session, now)
-    tickets = list(session.scalars(select(Ticket).where(Ticket.status.in_(BACKLOG))
-                                   .order_by(Ticket.id).limit(limit)))
+    query = select(Ticket).where(Ticket.status.in_(BACKLOG))
+    if history_age is not None:
+        query = query.where(*_live_only(history_cutoffs(session, history_age)))
+    tickets = list(session.scalars(query.order_by(Ticket.id).limit(limit)))
     facts = gather_facts(session, tickets, now, uses_signals(automations))
     states = {(s.ticket_id, s.name): s for s in session.scalars(select(EscalationState).where(
         EscalationState.ticket_id.in_(list(facts))))} if facts else {}
@@ -112,6 +117,22 @@ def run_automations(session: Session, automations: Sequence[TimedAutomation],
                 cleared += 1
     events.write(session)
     return {"escalated": fired, "episodes_ended": cleared}
+
+
+def history_cutoffs(session: Session, history_age: timedelta) -> dict[int, datetime]:
+    """Mailbox id -> where its history ends: when maild first saw the mailbox, less
+    `history_age` (the history lane's split: older mail was imported as history)."""
+    return {mid: created - history_age for mid, created in
+            session.execute(select(Mailbox.id, Mailbox.created_at))}
+
+
+def _live_only(cutoffs: dict[int, datetime]) -> list[ColumnElement[bool]]:
+    """Tickets whose customer last wrote (or that opened, with no customer message) on or
+    after their mailbox's history cutoff."""
+    if not cutoffs:
+        return []
+    last = func.coalesce(Ticket.last_customer_at, Ticket.created_at)
+    return [or_(*(and_(Ticket.mailbox_id == mid, last >= at) for mid, at in cutoffs.items()))]
 
 
 def _clear_left_backlog(session: Session, now: datetime) -> int:
