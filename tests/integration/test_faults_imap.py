@@ -118,7 +118,7 @@ def test_dovecot_gone_mid_fetch(own_dovecot: DovecotServer, db_url: str, tmp_pat
                                 how: str) -> None:
     """`run --once` loses the server between batches: it fails with one clear error
     line and exit 1; after a restart the next run stores exactly the rest."""
-    total, batch = 1500, 50  # several seconds of ingest: a graceful stop still lands mid-run
+    total, batch = 800, 40  # several seconds of ingest: a graceful stop still lands mid-run
     account = own_dovecot.create_account()
     multiappend(account, [customer_mail(account, i, "fetch") for i in range(total)])
     config = write_config(tmp_path, account, db_url, batch_size=batch)
