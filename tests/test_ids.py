@@ -39,6 +39,11 @@ def test_postgresql_sessions_at_once_get_different_ids(db_url: str) -> None:
     with sessions.begin() as a, sessions.begin() as b:
         got = [IdAllocator(a).next("tickets"), IdAllocator(b).next("tickets")]
         assert got[0] != got[1]
+        # messages and customers come in blocks: interleaved, still never the same one
+        first, second = IdAllocator(a), IdAllocator(b)
+        for table in ("messages", "customers"):
+            mine = [n for _ in range(70) for n in (first.next(table), second.next(table))]
+            assert len(set(mine)) == 140
 
 
 def test_a_batch_inserts_its_messages_together(db_url: str) -> None:
@@ -58,6 +63,9 @@ def test_a_batch_inserts_its_messages_together(db_url: str) -> None:
     assert statements["INSERT INTO messages"] == 1  # was one per message
     assert statements["INSERT INTO tickets"] == 1
     assert statements["SELECT customers.id, customers.address,"] <= 1  # the batch's lookup
+    if db_url.startswith("postgresql"):  # one nextval per ticket, a block for the rest
+        assert statements["SELECT nextval(%(s)s)"] == 20
+        assert statements["SELECT nextval(%(s)s) FROM"] == 2
 
 
 def test_the_same_message_twice_in_one_batch_is_stored_once(db_url: str) -> None:
