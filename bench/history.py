@@ -37,6 +37,7 @@ from bench.common import (
     PASSWORD_ENV,
     REPO,
     MailStack,
+    all_uids,
     database,
     log_to_file,
     make_parser,
@@ -58,8 +59,8 @@ def fetch_and_parse(stack: MailStack, batch: int = 200) -> tuple[int, float]:
     client = stack.imap()
     count = 0
     try:
-        client.select_folder("INBOX", readonly=True)
-        uids = sorted(client.search(["UID", "1:*"]))
+        info = client.select_folder("INBOX", readonly=True)
+        uids = all_uids(client, int(info[b"UIDNEXT"]))
         inflight: deque[Future[ParsedBatch]] = deque()
         for i in range(0, len(uids), batch):
             data = client.fetch(uids[i:i + batch], FETCH_ITEMS)

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from bench.common import (
     MailStack,
+    all_uids,
     database,
     log_to_file,
     make_parser,
@@ -51,8 +52,8 @@ def raw_fetch(stack: MailStack, batch: int = 200, keep: list[bytes] | None = Non
     started = time.perf_counter()
     client = stack.imap()
     try:
-        client.select_folder("INBOX", readonly=True)
-        uids = sorted(client.search(["UID", "1:*"]))
+        info = client.select_folder("INBOX", readonly=True)
+        uids = all_uids(client, int(info[b"UIDNEXT"]))
         count = 0
         for i in range(0, len(uids), batch):
             data = client.fetch(uids[i:i + batch], FETCH_ITEMS)

@@ -29,6 +29,7 @@ from maild.errors import AuthError, LoginRefused, MailboxError
 CONNECT_TIMEOUT = 10.0  # seconds for TCP, TLS and the greeting: a wrong port fails fast
 IDLE_MAX_SECONDS = 25 * 60  # re-issue IDLE well before the RFC 2177 29-minute limit
 FETCH_ITEMS = [b"BODY.PEEK[]", b"INTERNALDATE"]
+SEARCH_WINDOW = 50_000  # UIDs per UID SEARCH: a reply line stays well under imaplib's 1 MB
 APPENDUID_RE = re.compile(r"APPENDUID (\d+) (\d+)", re.IGNORECASE)
 NETWORK_ERRORS = (IMAPClientError, OSError, socket.timeout, ssl.SSLError, EOFError)
 
@@ -81,6 +82,7 @@ class MailboxClient:
         self._factory = factory
         self._client: Any = None
         self.selected: str | None = None
+        self._uidnext = 0  # of the selected folder, as SELECT said (0: not given)
         self.renew_by: float | None = None  # OAuth2: log in afresh after this (monotonic)
 
     def _where(self) -> str:
@@ -158,13 +160,32 @@ class MailboxClient:
         info = self._call(self.client.select_folder, folder, readonly=False)
         self.selected = folder
         modseq = info.get(b"HIGHESTMODSEQ")
-        return FolderStatus(folder, int(info[b"UIDVALIDITY"]), int(info.get(b"UIDNEXT", 0)),
-                            int(info.get(b"EXISTS", 0)), int(modseq) if modseq else None)
+        status = FolderStatus(folder, int(info[b"UIDVALIDITY"]), int(info.get(b"UIDNEXT", 0)),
+                              int(info.get(b"EXISTS", 0)), int(modseq) if modseq else None)
+        self._uidnext = status.uidnext
+        return status
 
     def uids_above(self, last_uid: int) -> list[int]:
         """UIDs greater than last_uid in the selected folder, ascending."""
-        found = self._call(self.client.search, ["UID", f"{last_uid + 1}:*"])
-        return sorted(u for u in found if u > last_uid)
+        return self._search_uids(last_uid + 1, None, [])
+
+    def _search_uids(self, lo: int, hi: int | None, criteria: list[Any]) -> list[int]:
+        """UID SEARCH over lo..hi (None: to the end, `*`), SEARCH_WINDOW UIDs at a time:
+        imaplib refuses a response line over 1 MB, which one SEARCH of a big folder's
+        ~140,000 UIDs is. The last window of an open range ends at `*`, so mail that came
+        after SELECT is found as with one SEARCH."""
+        top = hi if hi is not None else max(self._uidnext - 1, lo)
+        found: list[int] = []
+        start = lo
+        while True:
+            end = start + SEARCH_WINDOW - 1
+            last = end >= top
+            upper = "*" if last and hi is None else str(min(end, top))
+            found += self._call(self.client.search, ["UID", f"{start}:{upper}", *criteria])
+            if last:
+                break
+            start = end + 1
+        return sorted({u for u in found if u >= lo and (hi is None or u <= hi)})
 
     def fetch(self, uids: Sequence[int], batch: int = 200) -> Iterator[list[FetchedMessage]]:
         """Yield the messages in batches, without setting \\Seen."""
@@ -190,10 +211,7 @@ class MailboxClient:
     def uids_between(self, lo: int, hi: int, since: datetime | None = None) -> list[int]:
         """UIDs lo..hi of the selected folder (with `since`: that arrived on or after its
         date, by INTERNALDATE; IMAP compares whole days), ascending."""
-        criteria: list[Any] = ["UID", f"{lo}:{hi}"]
-        if since is not None:
-            criteria += ["SINCE", since.date()]
-        return sorted(u for u in self._call(self.client.search, criteria) if lo <= u <= hi)
+        return self._search_uids(lo, hi, ["SINCE", since.date()] if since is not None else [])
 
     def internaldates(self, uids: Sequence[int]) -> dict[int, datetime | None]:
         """INTERNALDATE of each of `uids` (the arrival time, no body fetched)."""
