@@ -47,8 +47,10 @@ CALENDAR = BusinessCalendar("Europe/Istanbul", "Mon-Fri 09:00-18:00", "TR")
 class Rows:
     """Generates one chunk of tickets with their messages and events."""
 
-    def __init__(self, now: datetime, customers: int, seed: int = 7) -> None:
+    def __init__(self, now: datetime, customers: int, seed: int = 7, days: float = 30) -> None:
         self.now, self.customers, self.rnd = now, customers, random.Random(seed)
+        self.days = days  # created_at is spread uniformly over the last `days`
+        self.message_count = 0
         self.tickets: list[dict[str, Any]] = []
         self.messages: list[dict[str, Any]] = []
         self.events: list[dict[str, Any]] = []
@@ -58,7 +60,7 @@ class Rows:
 
     def ticket(self, tid: int, solved: bool) -> None:
         r = self.rnd
-        created = self._ago(30)
+        created = self._ago(self.days)
         status = "solved" if solved else r.choices(["new", "open", "pending"], [35, 45, 20])[0]
         answered = status in ("pending", "solved") or (status == "open" and r.random() < .7)
         first = min(created + timedelta(minutes=r.uniform(5, 2880)), self.now) \
@@ -84,7 +86,9 @@ class Rows:
             "frt_wall_seconds": (first - created).total_seconds() if first else None,
             "frt_business_seconds": CALENDAR.business_seconds(created, first) if first
             else None, "first_responder": agent[0] if agent else None})
+        before = len(self.messages)
         self._messages(tid, created, first, agent)
+        self.message_count += len(self.messages) - before
         self._events(tid, created, solved_at, first is None and due <= settled, due)
 
     def _messages(self, tid: int, created: datetime, first: datetime | None,
@@ -122,26 +126,32 @@ class Rows:
                          "detail": detail} for at, kind, detail in ev]
 
 
-def populate(engine: Engine, count: int, now: datetime) -> float:
-    """Insert the data set; returns seconds."""
+def populate(engine: Engine, count: int, now: datetime, days: float = 30,
+             messages: int | None = None) -> float:
+    """Insert the data set; returns seconds. `count` open tickets and count/10 solved
+    ones created over the last `days`; with `messages`, tickets (one in eleven solved)
+    until that many messages are in instead."""
     started = time.perf_counter()
-    customers = max(1, count // 3)
+    total = count + count // 10 if messages is None else messages  # more than needed
+    customers = max(1, total // 3)
     with engine.begin() as conn:
         conn.execute(Mailbox.__table__.insert(), [{"id": 1, "address": "support@x.example",
                                                     "created_at": now - timedelta(days=60)}])
         conn.execute(Customer.__table__.insert(), [
             {"id": i, "address": f"c{i}@example.org", "name": f"Customer {i}",
              "created_at": now - timedelta(days=60)} for i in range(1, customers + 1)])
-    total = count + count // 10
-    rows = Rows(now, customers)
+    rows = Rows(now, customers, days=days)
     for tid in range(1, total + 1):
-        rows.ticket(tid, solved=tid > count)
-        if len(rows.tickets) >= CHUNK or tid == total:
+        rows.ticket(tid, solved=tid > count if messages is None else tid % 11 == 0)
+        last = tid == total or (messages is not None and rows.message_count >= messages)
+        if len(rows.tickets) >= CHUNK or last:
             with engine.begin() as conn:
                 for table, data in ((Ticket, rows.tickets), (MessageRow, rows.messages),
                                     (Event, rows.events)):
                     conn.execute(table.__table__.insert(), data)
             rows.tickets, rows.messages, rows.events = [], [], []
+        if last:
+            break
     if engine.dialect.name == "postgresql":
         with engine.begin() as conn:
             conn.exec_driver_sql("SELECT setval(pg_get_serial_sequence('tickets', 'id'), "

@@ -127,6 +127,10 @@ ensure_venv() {
 install_project() {
   step "installing maild and its test dependencies into .venv (pip install -e '.[test]')"
   .venv/bin/python -m pip install --quiet --progress-bar off -e '.[test]' </dev/null
+  # An editable install leaves maild's own modules uncompiled; with
+  # PYTHONDONTWRITEBYTECODE set (as on some CI machines) every `maild` start then
+  # compiles ~80 modules again (~0.15 s of each start, hundreds of starts per test run).
+  .venv/bin/python -m compileall -q maild devstack tests bench >/dev/null
 }
 
 FLUFL_VERSION=6.0.0

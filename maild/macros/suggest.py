@@ -17,12 +17,14 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-
-from rank_bm25 import BM25Okapi
+from typing import TYPE_CHECKING
 
 from maild.macros.loader import MacroLibrary
 from maild.macros.model import Macro
 from maild.macros.text import strip_reply, tokenize
+
+if TYPE_CHECKING:
+    from rank_bm25 import BM25Okapi
 
 _JINJA_RE = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
 KEYWORD_WEIGHT = 2
@@ -86,7 +88,11 @@ def suggest_macros(
 
 @lru_cache(maxsize=32)
 def _index(candidates: tuple[Macro, ...]) -> BM25Okapi:
-    """The BM25 index of a set of macros, built once (macros are immutable)."""
+    """The BM25 index of a set of macros, built once (macros are immutable). rank_bm25
+    is imported here: it brings numpy (~50 ms), which commands that suggest nothing
+    (`maild tickets list`, `maild check`) should not pay at every start."""
+    from rank_bm25 import BM25Okapi
+
     return BM25Okapi([macro_document(m) for m in candidates])
 
 

@@ -7,9 +7,11 @@ stopped) and restarts it on the same ports.
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -104,6 +106,17 @@ def test_dovecot_restart_mid_idle(own_dovecot: DovecotServer, db_url: str,
     assert "Traceback" not in text, text
 
 
+@contextmanager
+def frozen(pid: int) -> Iterator[None]:
+    """Hold maild (SIGSTOP) while the server goes away, then let it go on (SIGCONT): a
+    fast machine would otherwise finish the backlog before Dovecot is down."""
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
 def multiappend(account: ImapAccount, raws: list[bytes]) -> None:
     client = imap(account)
     try:
@@ -118,7 +131,7 @@ def test_dovecot_gone_mid_fetch(own_dovecot: DovecotServer, db_url: str, tmp_pat
                                 how: str) -> None:
     """`run --once` loses the server between batches: it fails with one clear error
     line and exit 1; after a restart the next run stores exactly the rest."""
-    total, batch = 800, 40  # several seconds of ingest: a graceful stop still lands mid-run
+    total, batch = 600, 40
     account = own_dovecot.create_account()
     multiappend(account, [customer_mail(account, i, "fetch") for i in range(total)])
     config = write_config(tmp_path, account, db_url, batch_size=batch)
@@ -126,7 +139,8 @@ def test_dovecot_gone_mid_fetch(own_dovecot: DovecotServer, db_url: str, tmp_pat
     with Daemon(config, account, "--once") as once:
         wait_until(lambda: count(db_url, "SELECT count(*) FROM messages") >= 2 * batch, 40,
                    "the first batches", once.log)
-        own_dovecot.kill() if how == "kill" else own_dovecot.stop()
+        with frozen(once.proc.pid):  # the server goes while maild is mid-run, however fast
+            own_dovecot.kill() if how == "kill" else own_dovecot.stop()
         code = once.wait(timeout=30)
     text = once.output
     partial = count(db_url, "SELECT count(*) FROM messages")
@@ -160,7 +174,8 @@ def test_daemon_keeps_retrying_when_dovecot_dies_mid_fetch(own_dovecot: DovecotS
     with Daemon(config, account) as daemon:
         log = daemon.log
         wait_until(lambda: count(db_url, stored) >= 2 * batch, 40, "the first batches", log)
-        own_dovecot.kill()
+        with frozen(daemon.proc.pid):
+            own_dovecot.kill()
         wait_until(lambda: "INBOX: interrupted after" in log.read_text(), 15,
                    "the interrupted-fetch line", log)
         wait_until(lambda: "cannot connect: Connection refused" in log.read_text(), 15,
