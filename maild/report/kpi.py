@@ -22,7 +22,19 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, Select, and_, case, false, func, or_, select, union_all
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    case,
+    false,
+    func,
+    literal,
+    or_,
+    select,
+    true,
+    union_all,
+)
 from sqlalchemy.orm import Session, aliased
 
 from maild.calendar import BusinessCalendar
@@ -86,28 +98,35 @@ def _agent_message(m: Any = MessageRow) -> list[ColumnElement[bool]]:
     return [m.direction == "out", m.auto == false()]
 
 
-def _solves() -> Any:
-    """(tid, at) of every move into `solved`: status events, plus the current solved_at."""
-    to_ = Event.detail["to"].as_string()
+def _transitions(end: datetime) -> Any:
+    """(tid, at, undo) of every move into and out of `solved` before instant `end`:
+    status events into solved, the current solved_at of solved tickets (undo 0);
+    `reopened` events and status events out of solved (undo 1)."""
+    to_, from_ = Event.detail["to"].as_string(), Event.detail["from"].as_string()
     return union_all(
-        select(Event.ticket_id.label("tid"), Event.at.label("at"))
-        .where(Event.kind == "status", to_ == "solved"),
-        select(Ticket.id, Ticket.solved_at)
-        .where(Ticket.status == "solved", Ticket.solved_at.is_not(None)),
+        select(Event.ticket_id.label("tid"), Event.at.label("at"), literal(0).label("undo"))
+        .where(Event.kind == "status", to_ == "solved", Event.at < end),
+        select(Ticket.id, Ticket.solved_at, literal(0))
+        .where(Ticket.status == "solved", Ticket.solved_at.is_not(None),
+               Ticket.solved_at < end),
+        select(Event.ticket_id, Event.at, literal(1))
+        .where(or_(Event.kind == "reopened",
+                   and_(Event.kind == "status", from_ == "solved", to_ != "solved")),
+               Event.at < end),
     ).subquery()
 
 
 def _still_solved(end: datetime) -> Any:
-    """(tid, at) of the tickets solved just before instant `end`, `at` their last solve."""
-    solves = _solves()
-    to_, from_ = Event.detail["to"].as_string(), Event.detail["from"].as_string()
-    last = (select(solves.c.tid, func.max(solves.c.at).label("at"))
-            .where(solves.c.at < end).group_by(solves.c.tid).subquery())
-    undo = select(Event.id).where(
-        Event.ticket_id == last.c.tid, Event.at >= last.c.at, Event.at < end,
-        or_(Event.kind == "reopened",
-            and_(Event.kind == "status", from_ == "solved", to_ != "solved")))
-    return select(last.c.tid, last.c.at).where(~undo.exists()).subquery()
+    """(tid, at) of the tickets solved just before instant `end`, `at` their last solve:
+    those whose latest move before `end` is into solved (an undo at the same instant as
+    a solve wins: it came after it). One pass over the moves, numbered per ticket,
+    not a lookup of undos per solved ticket."""
+    moves = _transitions(end)
+    latest = select(moves.c.tid, moves.c.at, moves.c.undo, func.row_number().over(
+        partition_by=moves.c.tid, order_by=(moves.c.at.desc(), moves.c.undo.desc()),
+    ).label("n")).subquery()
+    return select(latest.c.tid, latest.c.at).where(latest.c.n == 1, latest.c.undo == 0
+                                                    ).subquery()
 
 
 def solved_at(end: datetime) -> Select[tuple[int]]:
@@ -228,27 +247,49 @@ def breached_in(since: datetime, end: datetime) -> list[ColumnElement[bool]]:
 
 def ticket_counts(session: Session, since: datetime, end: datetime,
                   mailbox_id: int | None) -> dict[int, dict[str, int]]:
-    """Per mailbox id, the period's ticket counts in one scan of `tickets`: created,
-    resolved (created and solved at `end`), breaches, backlog and its age buckets."""
-    solved = solved_at(end).subquery("solved")  # evaluated once, joined (one row per tid)
-    is_solved = solved.c.tid.is_not(None)
+    """Per mailbox id, the period's ticket counts: created, resolved (created and solved
+    at `end`), breaches, backlog and its age buckets.
+
+    Two aggregates instead of one join of every ticket with the solved ones: (1) every
+    ticket created before `end`, by age bucket, with no join (a plain scan PostgreSQL
+    runs in parallel); (2) the tickets solved at `end` (few next to the rest), by the
+    same buckets. The backlog is (1) less (2)."""
+    scope = ticket_scope(mailbox_id)
     created = and_(Ticket.created_at >= since, Ticket.created_at < end)
-    backlog = and_(Ticket.created_at < end, ~is_solved)
-    conds: dict[str, ColumnElement[bool]] = {
-        "created": created, "resolved": and_(created, is_solved),
-        "breaches": and_(*breached_in(since, end)), "backlog": backlog}
+    buckets: dict[str, ColumnElement[bool]] = {}
     newer_than: datetime | None = None
     for name, hours in AGE_BUCKETS:
         limit = end - timedelta(hours=hours) if hours is not None else None
-        conds[name] = and_(backlog, *([Ticket.created_at <= newer_than] if newer_than else []),
-                           *([Ticket.created_at > limit] if limit else []))
+        buckets[name] = and_(*([Ticket.created_at <= newer_than] if newer_than else []),
+                             *([Ticket.created_at > limit] if limit else []), true())
         newer_than = limit
-    rows = session.execute(select(Ticket.mailbox_id, *(
-        func.sum(case((cond, 1), else_=0)).label(key) for key, cond in conds.items()))
-        .outerjoin(solved, solved.c.tid == Ticket.id)
-        .where(*ticket_scope(mailbox_id)).group_by(Ticket.mailbox_id))
-    return {row.mailbox_id: {key: int(n or 0) for key, n in row._mapping.items()
-                             if key != "mailbox_id"} for row in rows}
+    every = {"backlog": true(), **buckets}
+    out: dict[int, dict[str, int]] = defaultdict(lambda: dict.fromkeys(
+        ("created", "resolved", "breaches", "backlog", *buckets), 0))
+    for row in session.execute(_counted(
+            {"created": created, "breaches": and_(*breached_in(since, end)), **every})
+            .where(Ticket.created_at < end, *scope)):
+        out[row.mailbox_id].update(_ints(row))
+    solved = solved_at(end).subquery("solved")
+    for row in session.execute(_counted({"resolved": created, **every})
+                               .join(solved, solved.c.tid == Ticket.id)
+                               .where(Ticket.created_at < end, *scope)):
+        counts = out[row.mailbox_id]
+        counts["resolved"] = _ints(row)["resolved"]
+        for key in every:
+            counts[key] -= _ints(row)[key]
+    return dict(out)
+
+
+def _counted(conds: Mapping[str, ColumnElement[bool]]) -> Any:
+    """SELECT mailbox_id, one count per condition FROM tickets ... GROUP BY mailbox_id."""
+    return select(Ticket.mailbox_id, *(func.sum(case((cond, 1), else_=0)).label(key)
+                                       for key, cond in conds.items())
+                  ).group_by(Ticket.mailbox_id)
+
+
+def _ints(row: Any) -> dict[str, int]:
+    return {key: int(n or 0) for key, n in row._mapping.items() if key != "mailbox_id"}
 
 
 def _otr(session: Session, since: datetime, end: datetime,
