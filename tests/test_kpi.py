@@ -421,3 +421,45 @@ def test_waiting_since(db_url: str) -> None:
         top = waiting(s, UNTIL, limit=3)
     # oldest first: T11 (Tue 14:00), T5 (Wed 10:00, its second message), T6 (Thu 10:00)
     assert [at for _, at in top] == [L(10, 27, 14), L(10, 28, 10), L(10, 29, 10)]
+
+
+def test_solved_at_an_instant_is_the_latest_move(db_url: str) -> None:
+    """`solved_at(end)`: a ticket counts as solved at `end` when its latest move before
+    `end` went into solved. An undo (reopened, or a status event out of solved) at the
+    same instant as a solve wins; a solve with no event (solved before status events
+    existed) counts by its solved_at; moves at or after `end` are not seen yet."""
+    from sqlalchemy import select
+
+    from maild.report.kpi import solved_at, solved_during
+
+    with migrated_sessions(db_url)() as s:
+        w = World(s)
+        plain = w.ticket(L(10, 26, 9), None)
+        w.solve(plain, L(10, 26, 10))
+        tie = w.ticket(L(10, 26, 9), None)
+        w.solve(tie, L(10, 26, 10))
+        w.reopen(tie, L(10, 26, 10))
+        again = w.ticket(L(10, 26, 9), None)
+        w.solve(again, L(10, 26, 10))
+        w.reopen(again, L(10, 26, 11))
+        w.solve(again, L(10, 26, 12))
+        legacy = w.ticket(L(10, 26, 9), None, status="solved")
+        legacy.solved_at = L(10, 26, 10)
+        moved_out = w.ticket(L(10, 26, 9), None)
+        w.solve(moved_out, L(10, 26, 10))
+        w.event(moved_out, L(10, 26, 11), "status", **{"from": "solved", "to": "pending"})
+        moved_out.status, moved_out.solved_at = "pending", None
+        never = w.ticket(L(10, 26, 9), None)
+        w.event(never, L(10, 26, 10), "reopened", previous="open")
+        s.flush()
+
+        def at(end: datetime) -> set[int]:
+            return set(s.scalars(solved_at(end)))
+
+        assert at(L(10, 26, 10)) == set()  # every move is at or after that instant
+        assert at(L(10, 26, 10, 30)) == {plain.id, again.id, legacy.id, moved_out.id}
+        assert at(L(10, 26, 11, 30)) == {plain.id, legacy.id}
+        assert at(L(10, 26, 13)) == {plain.id, again.id, legacy.id}
+        during = set(s.scalars(select(solved_during(L(10, 26, 11, 30), L(10, 26, 13))
+                                      .subquery().c.tid)))
+        assert during == {again.id}  # solved in the window and still solved at its end
