@@ -430,7 +430,7 @@ def test_solved_at_an_instant_is_the_latest_move(db_url: str) -> None:
     existed) counts by its solved_at; moves at or after `end` are not seen yet."""
     from sqlalchemy import select
 
-    from maild.report.kpi import solved_at, solved_during
+    from maild.report.kpi import is_solved, solved_at, solved_during
 
     with migrated_sessions(db_url)() as s:
         w = World(s)
@@ -454,7 +454,10 @@ def test_solved_at_an_instant_is_the_latest_move(db_url: str) -> None:
         s.flush()
 
         def at(end: datetime) -> set[int]:
-            return set(s.scalars(solved_at(end)))
+            found = set(s.scalars(solved_at(end)))
+            # the per-ticket form `waiting` uses says the same of every ticket
+            assert set(s.scalars(select(Ticket.id).where(is_solved(end)))) == found
+            return found
 
         assert at(L(10, 26, 10)) == set()  # every move is at or after that instant
         assert at(L(10, 26, 10, 30)) == {plain.id, again.id, legacy.id, moved_out.id}

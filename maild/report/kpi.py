@@ -98,35 +98,65 @@ def _agent_message(m: Any = MessageRow) -> list[ColumnElement[bool]]:
     return [m.direction == "out", m.auto == false()]
 
 
-def _transitions(end: datetime) -> Any:
-    """(tid, at, undo) of every move into and out of `solved` before instant `end`:
-    status events into solved, the current solved_at of solved tickets (undo 0);
-    `reopened` events and status events out of solved (undo 1)."""
+def _transitions(end: datetime, since: datetime | None = None) -> Any:
+    """(tid, at, undo) of every move into and out of `solved` in [since, end) (before
+    `end` without `since`): status events into solved, the current solved_at of solved
+    tickets (undo 0); `reopened` events and status events out of solved (undo 1)."""
     to_, from_ = Event.detail["to"].as_string(), Event.detail["from"].as_string()
+
+    def window(at: Any) -> list[ColumnElement[bool]]:
+        return [at < end, *([at >= since] if since is not None else [])]
+
     return union_all(
         select(Event.ticket_id.label("tid"), Event.at.label("at"), literal(0).label("undo"))
-        .where(Event.kind == "status", to_ == "solved", Event.at < end),
+        .where(Event.kind == "status", to_ == "solved", *window(Event.at)),
         select(Ticket.id, Ticket.solved_at, literal(0))
         .where(Ticket.status == "solved", Ticket.solved_at.is_not(None),
-               Ticket.solved_at < end),
+               *window(Ticket.solved_at)),
         select(Event.ticket_id, Event.at, literal(1))
         .where(or_(Event.kind == "reopened",
                    and_(Event.kind == "status", from_ == "solved", to_ != "solved")),
-               Event.at < end),
+               *window(Event.at)),
     ).subquery()
 
 
-def _still_solved(end: datetime) -> Any:
+def _still_solved(end: datetime, since: datetime | None = None) -> Any:
     """(tid, at) of the tickets solved just before instant `end`, `at` their last solve:
     those whose latest move before `end` is into solved (an undo at the same instant as
     a solve wins: it came after it). One pass over the moves, numbered per ticket,
-    not a lookup of undos per solved ticket."""
-    moves = _transitions(end)
+    not a lookup of undos per solved ticket. With `since`, only the tickets whose last
+    solve is at or after it: their latest move is then in [since, end), so only the
+    moves of that window are read (by index)."""
+    moves = _transitions(end, since)
     latest = select(moves.c.tid, moves.c.at, moves.c.undo, func.row_number().over(
         partition_by=moves.c.tid, order_by=(moves.c.at.desc(), moves.c.undo.desc()),
     ).label("n")).subquery()
     return select(latest.c.tid, latest.c.at).where(latest.c.n == 1, latest.c.undo == 0
                                                     ).subquery()
+
+
+def _undone(tid: Any, at: Any, end: datetime) -> ColumnElement[bool]:
+    """Correlated to the enclosing query: an undo of ticket `tid`'s solve at instant
+    `at`, before `end`."""
+    u = aliased(Event)
+    return select(u.id).where(
+        u.ticket_id == tid, u.at >= at, u.at < end,
+        or_(u.kind == "reopened", and_(u.kind == "status", u.detail["from"].as_string() ==
+                                       "solved", u.detail["to"].as_string() != "solved")),
+    ).exists()
+
+
+def is_solved(end: datetime) -> ColumnElement[bool]:
+    """Correlated to `Ticket`: is it solved just before `end` (as `solved_at`)? A solve
+    before `end` that no undo followed. A few index seeks per ticket: for queries that
+    look at few tickets (`waiting` with a LIMIT); `solved_at` for many."""
+    e = aliased(Event)
+    by_event = select(e.id).where(
+        e.ticket_id == Ticket.id, e.kind == "status", e.detail["to"].as_string() == "solved",
+        e.at < end, ~_undone(e.ticket_id, e.at, end)).exists()
+    legacy = and_(Ticket.status == "solved", Ticket.solved_at < end,
+                  ~_undone(Ticket.id, Ticket.solved_at, end))
+    return or_(by_event, legacy)
 
 
 def solved_at(end: datetime) -> Select[tuple[int]]:
@@ -137,8 +167,7 @@ def solved_at(end: datetime) -> Select[tuple[int]]:
 def solved_during(since: datetime, end: datetime) -> Select[tuple[int]]:
     """Ids of tickets moved to solved in [since, end) and still solved at `end`: those
     solved at `end` whose last move into solved was at or after `since`."""
-    still = _still_solved(end)
-    return select(still.c.tid).where(still.c.at >= since)
+    return select(_still_solved(end, since).c.tid)
 
 
 def first_responses(session: Session, calendar: BusinessCalendar, since: datetime,
@@ -319,7 +348,7 @@ def waiting(session: Session, end: datetime, mailbox_id: int | None = None,
              .join(Ticket, Ticket.id == MessageRow.ticket_id)
              .where(MessageRow.direction == "in", MessageRow.auto == false(),
                     MessageRow.arrived_at < end, Ticket.created_at < end,
-                    Ticket.id.not_in(solved_at(end)), *ticket_scope(mailbox_id), ~answered)
+                    ~is_solved(end), *ticket_scope(mailbox_id), ~answered)
              .order_by(MessageRow.arrived_at, MessageRow.ticket_id))
     rows = limit
     while True:  # a ticket may have several unanswered messages: read more if needed

@@ -127,6 +127,7 @@ class Ticket(Base):
         Index("ix_tickets_created_at", "created_at"),
         Index("ix_tickets_sla_due_at", "sla_due_at"),
         Index("ix_tickets_first_response_at", "first_response_at"),
+        Index("ix_tickets_solved_at", "solved_at"),
         Index("ix_tickets_sla_warn_at", "sla_warn_at"),
         Index("ix_tickets_next_due_at", "next_due_at"),
         Index("ix_tickets_assignee", "assignee"),
