@@ -98,25 +98,33 @@ def _agent_message(m: Any = MessageRow) -> list[ColumnElement[bool]]:
     return [m.direction == "out", m.auto == false()]
 
 
+def _solve(ev: Any) -> ColumnElement[bool]:
+    """`ev` (Event or an alias) moved its ticket into solved."""
+    return and_(ev.kind == "status", ev.detail["to"].as_string() == "solved")
+
+
+def _undo(ev: Any) -> ColumnElement[bool]:
+    """`ev` moved its ticket out of solved: reopened, or a status event from solved."""
+    return or_(ev.kind == "reopened",
+               and_(ev.kind == "status", ev.detail["from"].as_string() == "solved",
+                    ev.detail["to"].as_string() != "solved"))
+
+
 def _transitions(end: datetime, since: datetime | None = None) -> Any:
     """(tid, at, undo) of every move into and out of `solved` in [since, end) (before
     `end` without `since`): status events into solved, the current solved_at of solved
     tickets (undo 0); `reopened` events and status events out of solved (undo 1)."""
-    to_, from_ = Event.detail["to"].as_string(), Event.detail["from"].as_string()
-
     def window(at: Any) -> list[ColumnElement[bool]]:
         return [at < end, *([at >= since] if since is not None else [])]
 
     return union_all(
         select(Event.ticket_id.label("tid"), Event.at.label("at"), literal(0).label("undo"))
-        .where(Event.kind == "status", to_ == "solved", *window(Event.at)),
+        .where(_solve(Event), *window(Event.at)),
         select(Ticket.id, Ticket.solved_at, literal(0))
         .where(Ticket.status == "solved", Ticket.solved_at.is_not(None),
                *window(Ticket.solved_at)),
         select(Event.ticket_id, Event.at, literal(1))
-        .where(or_(Event.kind == "reopened",
-                   and_(Event.kind == "status", from_ == "solved", to_ != "solved")),
-               *window(Event.at)),
+        .where(_undo(Event), *window(Event.at)),
     ).subquery()
 
 
@@ -140,10 +148,7 @@ def _undone(tid: Any, at: Any, end: datetime) -> ColumnElement[bool]:
     `at`, before `end`."""
     u = aliased(Event)
     return select(u.id).where(
-        u.ticket_id == tid, u.at >= at, u.at < end,
-        or_(u.kind == "reopened", and_(u.kind == "status", u.detail["from"].as_string() ==
-                                       "solved", u.detail["to"].as_string() != "solved")),
-    ).exists()
+        u.ticket_id == tid, u.at >= at, u.at < end, _undo(u)).exists()
 
 
 def is_solved(end: datetime) -> ColumnElement[bool]:
@@ -152,8 +157,7 @@ def is_solved(end: datetime) -> ColumnElement[bool]:
     look at few tickets (`waiting` with a LIMIT); `solved_at` for many."""
     e = aliased(Event)
     by_event = select(e.id).where(
-        e.ticket_id == Ticket.id, e.kind == "status", e.detail["to"].as_string() == "solved",
-        e.at < end, ~_undone(e.ticket_id, e.at, end)).exists()
+        e.ticket_id == Ticket.id, _solve(e), e.at < end, ~_undone(e.ticket_id, e.at, end)).exists()
     legacy = and_(Ticket.status == "solved", Ticket.solved_at < end,
                   ~_undone(Ticket.id, Ticket.solved_at, end))
     return or_(by_event, legacy)
