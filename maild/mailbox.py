@@ -114,6 +114,7 @@ class MailboxClient:
             raise MailboxError(f"{self._where()}: cannot connect: {_text(exc)}"
                                f"{security_hint(s.security, s.port, exc)}") from None
         self._client = client
+        self.selected, self._uidnext = None, 0  # a new session has no folder open
         return self
 
     def seconds_until_renewal(self) -> float | None:
@@ -157,6 +158,15 @@ class MailboxClient:
         return None
 
     def select(self, folder: str) -> FolderStatus:
+        """Open `folder` read-write. If it is the folder already open on this connection,
+        a NOOP (the server reports new mail to the session, so SEARCH and FETCH see it)
+        and a STATUS stand in for opening it again: Dovecot takes seconds to SELECT an
+        INBOX of a million messages, and a history import selects it every few seconds."""
+        if self.selected == folder:
+            self._call(self.client.noop)
+            status = self.status(folder)
+            self._uidnext = status.uidnext
+            return status
         info = self._call(self.client.select_folder, folder, readonly=False)
         self.selected = folder
         modseq = info.get(b"HIGHESTMODSEQ")
@@ -164,6 +174,17 @@ class MailboxClient:
                               int(info.get(b"EXISTS", 0)), int(modseq) if modseq else None)
         self._uidnext = status.uidnext
         return status
+
+    def status(self, folder: str) -> FolderStatus:
+        """UIDVALIDITY, UIDNEXT, MESSAGES (HIGHESTMODSEQ with CONDSTORE) of `folder` by
+        STATUS, which reads the server's index without opening the folder."""
+        items = [b"UIDVALIDITY", b"UIDNEXT", b"MESSAGES"]
+        if "CONDSTORE" in self.capabilities():
+            items.append(b"HIGHESTMODSEQ")
+        info = self._call(self.client.folder_status, folder, items)
+        modseq = info.get(b"HIGHESTMODSEQ")
+        return FolderStatus(folder, int(info[b"UIDVALIDITY"]), int(info.get(b"UIDNEXT", 0)),
+                            int(info.get(b"MESSAGES", 0)), int(modseq) if modseq else None)
 
     def uids_above(self, last_uid: int) -> list[int]:
         """UIDs greater than last_uid in the selected folder, ascending."""

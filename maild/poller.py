@@ -111,8 +111,12 @@ class Poller:
 
     def _folder(self, client: MailboxClient, plan: FolderPlan,
                 progress: Callable[[str], None] | None) -> BatchResult:
-        status = client.select(plan.name)
         state = self.ingestor.checkpoint(plan.role)
+        if state is not None and client.selected != plan.name:
+            quick = client.status(plan.name)  # nothing new: no SELECT (seconds for a big one)
+            if quick.uidvalidity == state.uidvalidity and 0 < quick.uidnext <= state.last_uid + 1:
+                return BatchResult(last_uid=state.last_uid)
+        status = client.select(plan.name)
         start = 0
         if state is not None and state.uidvalidity == status.uidvalidity:
             start = state.last_uid
