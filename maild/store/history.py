@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from maild.store.models import FolderState, HistoryImport, Mailbox, MessageRow
@@ -130,3 +130,17 @@ def unknown_ids(session: Session, mailbox_id: int, ids: Iterable[str]) -> list[s
     known = set(session.scalars(select(MessageRow.message_id).where(
         MessageRow.mailbox_id == mailbox_id, MessageRow.message_id.in_(wanted))))
     return [i for i in wanted if i not in known]
+
+
+BULK_TABLES = ("messages", "tickets", "customers", "events")
+
+
+def refresh_statistics(session: Session) -> bool:
+    """PostgreSQL: ANALYZE the tables a history import grows, so the planner knows their
+    size. Without it (autovacuum off, or behind a fast bulk load) it plans for the empty
+    tables of the start: the batch's Message-ID lookup read every message of the mailbox
+    (0.36 s per batch at 700,000 messages). False on other databases (nothing done)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return False
+    session.execute(text(f"ANALYZE {', '.join(BULK_TABLES)}"))
+    return True
