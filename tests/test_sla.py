@@ -133,6 +133,23 @@ def test_many_breaches_at_once_one_summary_line(db_url: str,
         "25 tickets breached their SLA (ids " + ", ".join(map(str, range(1, 21))) + ", ...)"]
 
 
+def test_many_breaches_are_flagged_in_chunks(db_url: str,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """More overdue tickets than one statement flags (a first run's history past due):
+    every one is flagged once, with one event each, chunk after chunk."""
+    import maild.sla
+
+    monkeypatch.setattr(maild.sla, "RECORD_CHUNK", 4)
+    sessions, _ = world(db_url)
+    many_due(sessions, 10)  # 11 due: chunks of 4, 4, 3
+    with sessions.begin() as s:
+        report = check_sla(s, utc(2026, 11, 10))
+        assert report.breached == list(range(1, 12))
+        assert sorted(e.ticket_id for e in s.query(Event).filter(
+            Event.kind == "sla_breach")) == list(range(1, 12))
+        assert check_sla(s, utc(2026, 11, 10, 1)).breached == []
+
+
 def test_few_breaches_one_line_each(db_url: str, caplog: pytest.LogCaptureFixture) -> None:
     sessions, _ = world(db_url)
     many_due(sessions, 1)
