@@ -169,9 +169,7 @@ class MailboxClient:
             return status
         info = self._call(self.client.select_folder, folder, readonly=False)
         self.selected = folder
-        modseq = info.get(b"HIGHESTMODSEQ")
-        status = FolderStatus(folder, int(info[b"UIDVALIDITY"]), int(info.get(b"UIDNEXT", 0)),
-                              int(info.get(b"EXISTS", 0)), int(modseq) if modseq else None)
+        status = _folder_status(folder, info, b"EXISTS")
         self._uidnext = status.uidnext
         return status
 
@@ -181,10 +179,8 @@ class MailboxClient:
         items = [b"UIDVALIDITY", b"UIDNEXT", b"MESSAGES"]
         if "CONDSTORE" in self.capabilities():
             items.append(b"HIGHESTMODSEQ")
-        info = self._call(self.client.folder_status, folder, items)
-        modseq = info.get(b"HIGHESTMODSEQ")
-        return FolderStatus(folder, int(info[b"UIDVALIDITY"]), int(info.get(b"UIDNEXT", 0)),
-                            int(info.get(b"MESSAGES", 0)), int(modseq) if modseq else None)
+        return _folder_status(folder, self._call(self.client.folder_status, folder, items),
+                              b"MESSAGES")
 
     def uids_above(self, last_uid: int) -> list[int]:
         """UIDs greater than last_uid in the selected folder, ascending."""
@@ -319,6 +315,13 @@ class MailboxClient:
                 raise MailboxError(f"{self._where()}: connection lost during {fn.__name__}: "
                                    f"the server closed it ({_text(exc)})") from None
             raise MailboxError(f"{self._where()}: {fn.__name__} failed: {_text(exc)}") from None
+
+
+def _folder_status(folder: str, info: Any, count_key: bytes) -> FolderStatus:
+    """A FolderStatus from SELECT's answer (count under EXISTS) or STATUS's (MESSAGES)."""
+    modseq = info.get(b"HIGHESTMODSEQ")
+    return FolderStatus(folder, int(info[b"UIDVALIDITY"]), int(info.get(b"UIDNEXT", 0)),
+                        int(info.get(count_key, 0)), int(modseq) if modseq else None)
 
 
 CHANGE_RESPONSES = frozenset({b"EXISTS", b"RECENT", b"EXPUNGE", b"FETCH"})
